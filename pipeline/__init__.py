@@ -1,0 +1,1 @@
+"""Pipeline definition: named settings (configs) and component wiring."""

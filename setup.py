@@ -1,0 +1,39 @@
+"""Packaging for the memory-efficient recommender TFX pipeline.
+
+The pipeline's components load the Transform and Trainer code by module path
+(``components.preprocessing.preprocessing_fn``, ``trainer.task.run_fn``), so
+this package must be installed wherever a component runs: the local
+virtualenv, the Dataflow workers (``--setup_file``) and the Kubeflow image.
+Exact versions live in ``constraints.txt``; here are the ranges the code
+needs.
+"""
+import setuptools
+
+setuptools.setup(
+    name="memory-efficient-recsys-tfx",
+    version="0.1.0",
+    description=(
+        "TFX pipeline for MovieLens rating prediction with quotient-remainder "
+        "and mixed-dimension embeddings"
+    ),
+    python_requires=">=3.10,<3.11",
+    packages=setuptools.find_packages(
+        include=["pipeline", "pipeline.*", "components", "components.*",
+                 "trainer", "trainer.*", "data", "data.*"]),
+    package_data={"": ["*.pbtxt"]},
+    data_files=[("schema", ["schema/schema.pbtxt"])],
+    install_requires=[
+        "tfx==1.16.0",
+        "tensorflow>=2.16,<2.17",
+        "tensorflow-transform>=1.16,<1.17",
+        "tensorflow-model-analysis>=0.47,<0.48",
+        "keras>=3.0,<4",
+        # tfx-bsl 1.16 imports dill, which current apache-beam no longer brings.
+        "dill",
+        "numpy>=1.22,<2",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        "plots": ["matplotlib>=3.8,<3.10"],
+    },
+)
