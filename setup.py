@@ -7,6 +7,7 @@ virtualenv, the Dataflow workers (``--setup_file``) and the Kubeflow image.
 Exact versions live in ``constraints.txt``; here are the ranges the code
 needs.
 """
+
 import setuptools
 
 setuptools.setup(
@@ -18,8 +19,17 @@ setuptools.setup(
     ),
     python_requires=">=3.10,<3.11",
     packages=setuptools.find_packages(
-        include=["pipeline", "pipeline.*", "components", "components.*",
-                 "trainer", "trainer.*", "data", "data.*"]),
+        include=[
+            "pipeline",
+            "pipeline.*",
+            "components",
+            "components.*",
+            "trainer",
+            "trainer.*",
+            "data",
+            "data.*",
+        ]
+    ),
     package_data={"": ["*.pbtxt"]},
     data_files=[("schema", ["schema/schema.pbtxt"])],
     install_requires=[
@@ -31,6 +41,8 @@ setuptools.setup(
         # tfx-bsl 1.16 imports dill, which current apache-beam no longer brings.
         "dill",
         "numpy>=1.22,<2",
+        "pandas",  # fast parsing of the MovieLens files
+        "tqdm",  # download progress
     ],
     extras_require={
         "test": ["pytest>=8"],

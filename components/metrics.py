@@ -4,6 +4,7 @@ TFMA 0.47 has native MeanSquaredError and MeanAbsoluteError but computes RMSE
 only through the (slower) Keras metric wrapper, so RMSE is derived here from
 the native MSE, in the same Beam pass.
 """
+
 import math
 from typing import Optional
 
@@ -15,11 +16,10 @@ ROOT_MEAN_SQUARED_ERROR_NAME = "root_mean_squared_error"
 
 
 class RootMeanSquaredError(metric_types.Metric):
-  """sqrt(mean((label - prediction)**2)), per slice."""
+    """sqrt(mean((label - prediction)**2)), per slice."""
 
-  def __init__(self, name: str = ROOT_MEAN_SQUARED_ERROR_NAME):
-    super().__init__(
-        metric_util.merge_per_key_computations(_rmse_computations), name=name)
+    def __init__(self, name: str = ROOT_MEAN_SQUARED_ERROR_NAME):
+        super().__init__(metric_util.merge_per_key_computations(_rmse_computations), name=name)
 
 
 def _rmse_computations(
@@ -32,23 +32,27 @@ def _rmse_computations(
     class_weights=None,
     example_weighted: bool = False,
 ) -> metric_types.MetricComputations:
-  mse_computations = mean_regression_error._mean_squared_error_computations(  # pylint: disable=protected-access
-      name=mean_regression_error.MEAN_SQUARED_ERROR_NAME,
-      eval_config=eval_config,
-      model_name=model_name,
-      output_name=output_name,
-      sub_key=sub_key,
-      example_weighted=example_weighted)
-  mse_key = mse_computations[-1].keys[0]
-  key = metric_types.MetricKey(
-      name=name, model_name=model_name, output_name=output_name,
-      sub_key=sub_key, example_weighted=example_weighted)
+    mse_computations = mean_regression_error._mean_squared_error_computations(  # pylint: disable=protected-access
+        name=mean_regression_error.MEAN_SQUARED_ERROR_NAME,
+        eval_config=eval_config,
+        model_name=model_name,
+        output_name=output_name,
+        sub_key=sub_key,
+        example_weighted=example_weighted,
+    )
+    mse_key = mse_computations[-1].keys[0]
+    key = metric_types.MetricKey(
+        name=name,
+        model_name=model_name,
+        output_name=output_name,
+        sub_key=sub_key,
+        example_weighted=example_weighted,
+    )
 
-  def result(metrics):
-    return {key: math.sqrt(metrics[mse_key])}
+    def result(metrics):
+        return {key: math.sqrt(metrics[mse_key])}
 
-  return mse_computations + [
-      metric_types.DerivedMetricComputation(keys=[key], result=result)]
+    return mse_computations + [metric_types.DerivedMetricComputation(keys=[key], result=result)]
 
 
 metric_types.register_metric(RootMeanSquaredError)

@@ -4,6 +4,7 @@ Runners (``local_runner.py``, ``kubeflow_v2_runner.py``) read these defaults
 and override them from their flags; ``create_pipeline`` takes a
 ``PipelineConfig`` and nothing else.
 """
+
 import dataclasses
 import os
 from typing import List, Optional
@@ -30,67 +31,73 @@ RUN_FN = "trainer.task.run_fn"
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-  """When the Evaluator blesses a model.
+    """When the Evaluator blesses a model.
 
-  Attributes:
-    rmse_upper_bound: absolute bound on eval RMSE; a model above it is never
-      blessed.
-    rmse_max_increase: largest eval-RMSE increase over the latest blessed
-      model still blessed. A retrain on the same data lands within a few
-      thousandths of the previous RMSE, so a zero tolerance would reject
-      equally good models by noise.
-  """
-  rmse_upper_bound: float = 1.2
-  rmse_max_increase: float = 0.01
+    Attributes:
+      rmse_upper_bound: absolute bound on eval RMSE; a model above it is never
+        blessed.
+      rmse_max_increase: largest eval-RMSE increase over the latest blessed
+        model still blessed. A retrain on the same data lands within a few
+        thousandths of the previous RMSE, so a zero tolerance would reject
+        equally good models by noise.
+    """
+
+    rmse_upper_bound: float = 1.2
+    rmse_max_increase: float = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-  """Everything ``create_pipeline`` needs.
+    """Everything ``create_pipeline`` needs.
 
-  Attributes:
-    data_root: folder holding the normalised ratings CSV(s) for ExampleGen.
-    output_root: folder for pipeline artifacts, ML Metadata and the pushed
-      models (each in its own sub-folder, see the properties below).
-    model: the model and training settings for the Trainer.
-    evaluation: blessing thresholds for the Evaluator.
-    beam_pipeline_args: extra Beam flags (the local run adds DirectRunner
-      settings).
-    enable_cache: reuse a component's earlier outputs when its inputs and
-      settings are unchanged.
-  """
-  data_root: str
-  output_root: str
-  pipeline_name: str = PIPELINE_NAME
-  model: ModelConfig = SEED_QR_MD
-  evaluation: EvalSettings = EvalSettings()
-  beam_pipeline_args: Optional[List[str]] = None
-  enable_cache: bool = True
+    Attributes:
+      data_root: folder holding the normalised ratings CSV(s) for ExampleGen.
+      output_root: folder for pipeline artifacts, ML Metadata and the pushed
+        models (each in its own sub-folder, see the properties below).
+      model: the model and training settings for the Trainer.
+      evaluation: blessing thresholds for the Evaluator.
+      beam_pipeline_args: extra Beam flags (the local run adds DirectRunner
+        settings).
+      enable_cache: reuse a component's earlier outputs when its inputs and
+        settings are unchanged.
+    """
 
-  @property
-  def pipeline_root(self) -> str:
-    return os.path.join(self.output_root, "pipelines", self.pipeline_name)
+    data_root: str
+    output_root: str
+    pipeline_name: str = PIPELINE_NAME
+    model: ModelConfig = SEED_QR_MD
+    evaluation: EvalSettings = EvalSettings()
+    beam_pipeline_args: Optional[List[str]] = None
+    enable_cache: bool = True
 
-  @property
-  def metadata_path(self) -> str:
-    return os.path.join(self.output_root, "metadata", self.pipeline_name,
-                        "metadata.db")
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_root, "pipelines", self.pipeline_name)
 
-  @property
-  def serving_model_dir(self) -> str:
-    return os.path.join(self.output_root, "serving_model", self.pipeline_name)
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_root, "metadata", self.pipeline_name, "metadata.db")
+
+    @property
+    def serving_model_dir(self) -> str:
+        return os.path.join(self.output_root, "serving_model", self.pipeline_name)
 
 
 def local_beam_pipeline_args() -> List[str]:
-  """DirectRunner settings for one machine.
+    """Beam settings for one machine: the DirectRunner's in-process engine.
 
-  ``in_memory`` beat ``multi_processing`` on 2 cores: worker processes each
-  import TensorFlow. Naming ``--setup_file`` stops TFX from building a
-  throwaway ~50 MB sdist of itself in /tmp for every Beam component; the
-  DirectRunner stages nothing, so the file is only named, never built.
-  """
-  return [
-      "--direct_running_mode=in_memory",
-      "--direct_num_workers=1",
-      f"--setup_file={os.path.join(PROJECT_ROOT, 'setup.py')}",
-  ]
+    ``FnApiRunner`` is the engine Beam's DirectRunner runs batch pipelines
+    on. Naming it directly skips the DirectRunner's first attempt at the
+    Prism runner, which downloads a Prism binary (and fails offline) and
+    stages an sdist of this package for every Beam component.
+    ``in_memory`` beat ``multi_processing`` on 2 cores: worker processes each
+    import TensorFlow. Naming ``--setup_file`` stops TFX from building a
+    throwaway ~50 MB sdist of itself in /tmp for every Beam component; the
+    in-process runner stages nothing, so the file is only named, never built.
+    """
+    return [
+        "--runner=FnApiRunner",
+        "--direct_running_mode=in_memory",
+        "--direct_num_workers=1",
+        f"--setup_file={os.path.join(PROJECT_ROOT, 'setup.py')}",
+    ]

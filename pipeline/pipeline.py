@@ -3,6 +3,7 @@
 The same ``create_pipeline`` runs locally (LocalDagRunner) and compiles for
 Kubeflow Pipelines / Vertex AI; runners differ only in the settings they pass.
 """
+
 import dataclasses
 
 import tensorflow_model_analysis as tfma
@@ -15,93 +16,118 @@ from pipeline import configs
 
 
 def eval_config(settings: configs.EvalSettings) -> tfma.EvalConfig:
-  """Metrics on the eval split and the blessing thresholds on RMSE."""
-  rmse_threshold = tfma.MetricThreshold(
-      value_threshold=tfma.GenericValueThreshold(
-          upper_bound={"value": settings.rmse_upper_bound}),
-      change_threshold=tfma.GenericChangeThreshold(
-          direction=tfma.MetricDirection.LOWER_IS_BETTER,
-          absolute={"value": settings.rmse_max_increase}))
-  return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(
-          signature_name="serving_default",
-          label_key=features.LABEL,
-          prediction_key="rating",
-          preprocessing_function_names=["transform_features"])],
-      slicing_specs=[tfma.SlicingSpec()],
-      metrics_specs=[tfma.MetricsSpec(metrics=[
-          tfma.MetricConfig(class_name="ExampleCount"),
-          tfma.MetricConfig(class_name="MeanSquaredError"),
-          tfma.MetricConfig(class_name="MeanAbsoluteError"),
-          tfma.MetricConfig(
-              class_name="RootMeanSquaredError",
-              module=metrics.__name__,
-              threshold=rmse_threshold),
-      ])])
+    """Metrics on the eval split and the blessing thresholds on RMSE."""
+    rmse_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(
+            upper_bound={"value": settings.rmse_upper_bound}
+        ),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.LOWER_IS_BETTER,
+            absolute={"value": settings.rmse_max_increase},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=features.LABEL,
+                prediction_key="rating",
+                preprocessing_function_names=["transform_features"],
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="MeanSquaredError"),
+                    tfma.MetricConfig(class_name="MeanAbsoluteError"),
+                    tfma.MetricConfig(
+                        class_name="RootMeanSquaredError",
+                        module=metrics.__name__,
+                        threshold=rmse_threshold,
+                    ),
+                ]
+            )
+        ],
+    )
 
 
-def create_pipeline(config: configs.PipelineConfig,
-                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
-  example_gen = tfx.components.CsvExampleGen(
-      input_base=config.data_root,
-      output_config=tfx.proto.Output(
-          split_config=tfx.proto.SplitConfig(splits=[
-              tfx.proto.SplitConfig.Split(
-                  name="train", hash_buckets=configs.TRAIN_BUCKETS),
-              tfx.proto.SplitConfig.Split(
-                  name="eval", hash_buckets=configs.EVAL_BUCKETS),
-          ])))
+def create_pipeline(
+    config: configs.PipelineConfig, metadata_connection_config=None
+) -> tfx.dsl.Pipeline:
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=config.data_root,
+        output_config=tfx.proto.Output(
+            split_config=tfx.proto.SplitConfig(
+                splits=[
+                    tfx.proto.SplitConfig.Split(name="train", hash_buckets=configs.TRAIN_BUCKETS),
+                    tfx.proto.SplitConfig.Split(name="eval", hash_buckets=configs.EVAL_BUCKETS),
+                ]
+            )
+        ),
+    )
 
-  schema_gen = tfx.components.ImportSchemaGen(
-      schema_file=f"{configs.SCHEMA_DIR}/schema.pbtxt")
-  statistics_gen = tfx.components.StatisticsGen(
-      examples=example_gen.outputs["examples"])
-  example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs["statistics"],
-      schema=schema_gen.outputs["schema"])
-  anomalies_gate = AnomaliesGate(
-      anomalies=example_validator.outputs["anomalies"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=f"{configs.SCHEMA_DIR}/schema.pbtxt")
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
 
-  transform = tfx.components.Transform(
-      examples=example_gen.outputs["examples"],
-      schema=schema_gen.outputs["schema"],
-      preprocessing_fn=configs.PREPROCESSING_FN)
-  # Bad data stops the run before any analysis or training.
-  transform.add_upstream_node(anomalies_gate)
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=configs.PREPROCESSING_FN,
+    )
+    # Bad data stops the run before any analysis or training.
+    transform.add_upstream_node(anomalies_gate)
 
-  trainer = tfx.components.Trainer(
-      run_fn=configs.RUN_FN,
-      examples=transform.outputs["transformed_examples"],
-      transform_graph=transform.outputs["transform_graph"],
-      schema=schema_gen.outputs["schema"],
-      custom_config={"model": dataclasses.asdict(config.model)})
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        custom_config={"model": dataclasses.asdict(config.model)},
+    )
 
-  latest_blessed_model = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(
-          type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id("latest_blessed_model_resolver")
+    latest_blessed_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
 
-  evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs["examples"],
-      model=trainer.outputs["model"],
-      baseline_model=latest_blessed_model.outputs["model"],
-      eval_config=eval_config(config.evaluation))
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"],
+        eval_config=eval_config(config.evaluation),
+    )
 
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs["model"],
-      model_blessing=evaluator.outputs["blessing"],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.serving_model_dir)))
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)
+        ),
+    )
 
-  return tfx.dsl.Pipeline(
-      pipeline_name=config.pipeline_name,
-      pipeline_root=config.pipeline_root,
-      components=[example_gen, schema_gen, statistics_gen, example_validator,
-                  anomalies_gate, transform, trainer, latest_blessed_model,
-                  evaluator, pusher],
-      enable_cache=config.enable_cache,
-      metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=config.beam_pipeline_args or [])
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[
+            example_gen,
+            schema_gen,
+            statistics_gen,
+            example_validator,
+            anomalies_gate,
+            transform,
+            trainer,
+            latest_blessed_model,
+            evaluator,
+            pusher,
+        ],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=config.beam_pipeline_args or [],
+    )

@@ -1,4 +1,5 @@
 """The whole pipeline through local_runner on a small generated data set."""
+
 import glob
 import os
 import subprocess
@@ -16,82 +17,109 @@ pytestmark = pytest.mark.slow
 
 
 def _examples(pairs):
-  out = []
-  for user, movie in pairs:
-    example = tf.train.Example()
-    example.features.feature["user_id"].bytes_list.value.append(user.encode())
-    example.features.feature["movie_id"].bytes_list.value.append(movie.encode())
-    out.append(example.SerializeToString())
-  return tf.constant(out)
+    out = []
+    for user, movie in pairs:
+        example = tf.train.Example()
+        example.features.feature["user_id"].bytes_list.value.append(user.encode())
+        example.features.feature["movie_id"].bytes_list.value.append(movie.encode())
+        out.append(example.SerializeToString())
+    return tf.constant(out)
 
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
-  """One local_runner run on 12k generated ratings, in a fresh process."""
-  work = tmp_path_factory.mktemp("e2e")
-  ratings = synthetic.generate_ratings(
-      num_users=300, num_movies=200, num_ratings=12_000, seed=7)
-  data_file = work / "ratings.csv"
-  movielens.write_normalized_csv(ratings, data_file)
-  tmp = work / "tmp"
-  tmp.mkdir()
-  env = dict(os.environ, TMPDIR=str(tmp))
-  result = subprocess.run(
-      [sys.executable, str(REPO_ROOT / "local_runner.py"),
-       "--data", str(data_file), "--output-root", str(work / "out"),
-       "--epochs", "2"],
-      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
-  return work, ratings, result, tmp
+    """One local_runner run on 12k generated ratings, in a fresh process."""
+    work = tmp_path_factory.mktemp("e2e")
+    ratings = synthetic.generate_ratings(num_users=300, num_movies=200, num_ratings=12_000, seed=7)
+    data_file = work / "ratings.csv"
+    movielens.write_normalized_csv(ratings, data_file)
+    tmp = work / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "local_runner.py"),
+            "--data",
+            str(data_file),
+            "--output-root",
+            str(work / "out"),
+            "--epochs",
+            "2",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    return work, ratings, result, tmp
 
 
 def test_run_succeeds_and_reports(pipeline_run):
-  _, _, result, _ = pipeline_run
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-  for text in ("Blessed by the Evaluator", "Pushed to:",
-               "root_mean_squared_error", "Embedding tables"):
-    assert text in result.stdout
+    _, _, result, _ = pipeline_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    for text in (
+        "Blessed by the Evaluator",
+        "Pushed to:",
+        "root_mean_squared_error",
+        "Embedding tables",
+    ):
+        assert text in result.stdout
 
 
 def test_pushed_model_rates_known_and_unknown_ids(pipeline_run):
-  work, ratings, result, _ = pipeline_run
-  assert result.returncode == 0, result.stderr[-3000:]
-  pushed = glob.glob(str(work / "out" / "serving_model" / "*" / "*"
-                         / "saved_model.pb"))
-  assert len(pushed) == 1
-  served = tf.saved_model.load(os.path.dirname(pushed[0]))
-  serve = served.signatures["serving_default"]
-  pairs = [(ratings.user_ids[i], ratings.movie_ids[i]) for i in range(5)]
-  pairs += [("user_never_seen", ratings.movie_ids[0]),
-            (ratings.user_ids[0], "movie_never_seen"),
-            ("user_never_seen", "movie_never_seen"), ("", "")]
-  predicted = serve(examples=_examples(pairs))["rating"].numpy()
-  assert predicted.shape == (len(pairs),)
-  assert np.all(np.isfinite(predicted))
-  assert np.all((predicted >= 0) & (predicted <= 5))
+    work, ratings, result, _ = pipeline_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    pushed = glob.glob(str(work / "out" / "serving_model" / "*" / "*" / "saved_model.pb"))
+    assert len(pushed) == 1
+    served = tf.saved_model.load(os.path.dirname(pushed[0]))
+    serve = served.signatures["serving_default"]
+    pairs = [(ratings.user_ids[i], ratings.movie_ids[i]) for i in range(5)]
+    pairs += [
+        ("user_never_seen", ratings.movie_ids[0]),
+        (ratings.user_ids[0], "movie_never_seen"),
+        ("user_never_seen", "movie_never_seen"),
+        ("", ""),
+    ]
+    predicted = serve(examples=_examples(pairs))["rating"].numpy()
+    assert predicted.shape == (len(pairs),)
+    assert np.all(np.isfinite(predicted))
+    assert np.all((predicted >= 0) & (predicted <= 5))
 
 
 def test_evaluator_wrote_the_metrics(pipeline_run):
-  work, _, result, _ = pipeline_run
-  assert result.returncode == 0, result.stderr[-3000:]
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
-  evaluations = glob.glob(str(work / "out" / "pipelines" / "*" / "Evaluator"
-                              / "evaluation" / "*"))
-  assert evaluations
-  overall = dict(tfma.load_eval_result(evaluations[0]).slicing_metrics)[()]
-  values = overall[""][""]
-  for name in ("example_count", "mean_squared_error", "mean_absolute_error",
-               "root_mean_squared_error"):
-    assert name in values
-  assert values["root_mean_squared_error"]["doubleValue"] == pytest.approx(
-      np.sqrt(values["mean_squared_error"]["doubleValue"]))
-  # 3 of 20 hash buckets are eval: roughly 15% of the rows.
-  count = values["example_count"]["doubleValue"]
-  assert 0.10 * 12_000 < count < 0.20 * 12_000
+    work, _, result, _ = pipeline_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+
+    evaluations = glob.glob(
+        str(work / "out" / "pipelines" / "*" / "Evaluator" / "evaluation" / "*")
+    )
+    assert evaluations
+    overall = dict(tfma.load_eval_result(evaluations[0]).slicing_metrics)[()]
+    values = overall[""][""]
+    for name in (
+        "example_count",
+        "mean_squared_error",
+        "mean_absolute_error",
+        "root_mean_squared_error",
+    ):
+        assert name in values
+    assert values["root_mean_squared_error"]["doubleValue"] == pytest.approx(
+        np.sqrt(values["mean_squared_error"]["doubleValue"])
+    )
+    # 3 of 20 hash buckets are eval: roughly 15% of the rows.
+    count = values["example_count"]["doubleValue"]
+    assert 0.10 * 12_000 < count < 0.20 * 12_000
 
 
 def test_no_throwaway_packages_left_in_tmp(pipeline_run):
-  _, _, result, tmp = pipeline_run
-  assert result.returncode == 0, result.stderr[-3000:]
-  litter = [p for p in glob.glob(str(tmp / "**" / "*"), recursive=True)
-            if p.endswith((".tar.gz", ".whl"))]
-  assert not litter
+    _, _, result, tmp = pipeline_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    litter = [
+        p
+        for p in glob.glob(str(tmp / "**" / "*"), recursive=True)
+        if p.endswith((".tar.gz", ".whl"))
+    ]
+    assert not litter

@@ -4,6 +4,7 @@ Everything the model builder needs lives here, so no hyperparameter is
 hard-coded in the model. The dataclass round-trips through JSON because TFX
 stores ``custom_config`` as JSON in ML Metadata.
 """
+
 import dataclasses
 import json
 from typing import Any, Dict, Optional
@@ -11,57 +12,55 @@ from typing import Any, Dict, Optional
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """A rating model: two id embeddings, a dot product and a rating head.
+    """A rating model: two id embeddings, a dot product and a rating head.
 
-  Attributes:
-    name: the preset's name, recorded in the model's reports.
-    embedding_dim: width of the vectors whose dot product scores a pair.
-    user_embedding: spec of the user table (see ``trainer.embeddings``),
-      e.g. ``{"type": "qr", "num_buckets": 32}``.
-    movie_embedding: spec of the movie table, e.g. ``{"type": "md", ...}``.
-    use_biases: add a per-user and a per-movie scalar bias.
-    l2: L2 penalty on embedding rows (and biases), per looked-up row.
-    init_at_mean_rating: start the output bias so an untrained model
-      predicts the training mean instead of sigmoid(0) * max_rating.
-    max_rating: predictions are ``max_rating * sigmoid(score)``, so they lie
-      in [0, max_rating] for any input, unknown ids included.
-    learning_rate, batch_size, epochs: Adam settings and length of training.
-    early_stopping_patience: epochs without eval improvement before stopping
-      (best weights restored); 0 trains all ``epochs``.
-    shuffle_buffer: rows shuffled together when reading the train split.
-    seed: seeds Keras, TF and the input shuffle.
-  """
-  name: str = "custom"
-  embedding_dim: int = 64
-  user_embedding: Dict[str, Any] = dataclasses.field(
-      default_factory=lambda: {"type": "full"})
-  movie_embedding: Dict[str, Any] = dataclasses.field(
-      default_factory=lambda: {"type": "full"})
-  use_biases: bool = False
-  l2: float = 0.0
-  init_at_mean_rating: bool = False
-  max_rating: float = 5.0
-  learning_rate: float = 1e-3
-  batch_size: int = 128
-  epochs: int = 3
-  early_stopping_patience: int = 0
-  shuffle_buffer: int = 100_000
-  seed: int = 42
+    Attributes:
+      name: the preset's name, recorded in the model's reports.
+      embedding_dim: width of the vectors whose dot product scores a pair.
+      user_embedding: spec of the user table (see ``trainer.embeddings``),
+        e.g. ``{"type": "qr", "num_buckets": 32}``.
+      movie_embedding: spec of the movie table, e.g. ``{"type": "md", ...}``.
+      use_biases: add a per-user and a per-movie scalar bias.
+      l2: L2 penalty on embedding rows (and biases), per looked-up row.
+      init_at_mean_rating: start the output bias so an untrained model
+        predicts the training mean instead of sigmoid(0) * max_rating.
+      max_rating: predictions are ``max_rating * sigmoid(score)``, so they lie
+        in [0, max_rating] for any input, unknown ids included.
+      learning_rate, batch_size, epochs: Adam settings and length of training.
+      early_stopping_patience: epochs without eval improvement before stopping
+        (best weights restored); 0 trains all ``epochs``.
+      shuffle_buffer: rows shuffled together when reading the train split.
+      seed: seeds Keras, TF and the input shuffle.
+    """
 
-  def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), sort_keys=True)
+    name: str = "custom"
+    embedding_dim: int = 64
+    user_embedding: Dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
+    movie_embedding: Dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
+    use_biases: bool = False
+    l2: float = 0.0
+    init_at_mean_rating: bool = False
+    max_rating: float = 5.0
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 3
+    early_stopping_patience: int = 0
+    shuffle_buffer: int = 100_000
+    seed: int = 42
 
-  @classmethod
-  def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(
-          f"Unknown model setting(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
-  def replace(self, **changes) -> "ModelConfig":
-    return dataclasses.replace(self, **changes)
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown model setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
 
 
 # The keras-io "memory_efficient_embeddings" baseline: 64-d tables, dot
@@ -85,7 +84,7 @@ PRESETS = {c.name: c for c in (SEED_BASELINE, SEED_QR_MD)}
 
 
 def preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> ModelConfig:
-  if name not in PRESETS:
-    raise ValueError(f"Unknown model {name!r}; choose one of {sorted(PRESETS)}")
-  config = PRESETS[name]
-  return config.replace(**overrides) if overrides else config
+    if name not in PRESETS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {sorted(PRESETS)}")
+    config = PRESETS[name]
+    return config.replace(**overrides) if overrides else config

@@ -1,0 +1,1 @@
+"""TFX components and data input for the MovieLens recommender pipeline."""

@@ -1,0 +1,1 @@
+"""Trainer package: model code for the memory-efficient recommender."""
