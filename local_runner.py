@@ -1,21 +1,25 @@
-"""Runs the pipeline on this machine: LocalDagRunner on Beam's DirectRunner.
+"""Runs the pipeline on this machine: LocalDagRunner on Beam's DirectRunner engine.
 
   python local_runner.py                       # built-in synthetic data
-  python local_runner.py --data ../ml-100k     # a MovieLens folder or file
-  python local_runner.py --download ml-1m      # fetch and cache from GroupLens
+  python local_runner.py --data ../ml-100k     # a MovieLens folder or ratings file
+  python local_runner.py --download ml-1m      # fetch from GroupLens once, then cached
 
-Exits 0 when the model was blessed and pushed, 3 when the Evaluator did not
-bless it (nothing pushed), 2 on bad input, 1 on any other failure.
+Exit status: 0 when the model was blessed and pushed; 3 when the Evaluator did not
+bless it (nothing pushed, earlier pushed versions untouched); 2 on bad input data;
+1 on any other failure.
 """
 
 import argparse
-import json
-import logging
 import os
 import sys
 
-EXIT_NOT_BLESSED = 3
+from components import movielens
+from components import synthetic
+from pipeline import configs
+from trainer import model_config
+
 EXIT_BAD_INPUT = 2
+EXIT_NOT_BLESSED = 3
 
 DEFAULT_OUTPUT_ROOT = "outputs"
 DEFAULT_CACHE_DIR = os.path.join(
@@ -23,9 +27,7 @@ DEFAULT_CACHE_DIR = os.path.join(
 )
 
 
-def parse_args(argv=None):
-    from trainer import model_config  # pylint: disable=g-import-not-at-top
-
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -33,106 +35,123 @@ def parse_args(argv=None):
     source.add_argument(
         "--data",
         metavar="PATH",
-        help="MovieLens folder (u.data, ratings.dat or ratings.csv) or a "
-        "ratings file. Default: the built-in synthetic set.",
+        help="MovieLens folder (u.data, ratings.dat or ratings.csv) or a ratings file, "
+        "including a user_id,movie_id,rating CSV. Default: the built-in synthetic set.",
     )
     source.add_argument(
         "--download",
         metavar="NAME",
-        help="download a GroupLens MovieLens set (ml-100k, ml-1m, ml-20m, "
-        "ml-latest-small) into --cache-dir and run on it",
+        choices=sorted(movielens.DATASETS),
+        help="download a GroupLens MovieLens set into --cache-dir and run on it: %(choices)s",
     )
     parser.add_argument(
-        "--cache-dir",
-        default=DEFAULT_CACHE_DIR,
-        help="where downloads are kept (default: %(default)s)",
+        "--cache-dir", default=DEFAULT_CACHE_DIR, help="where downloads are kept (%(default)s)"
     )
     parser.add_argument(
         "--output-root",
         default=DEFAULT_OUTPUT_ROOT,
-        help="artifacts, metadata and pushed models go under this folder (default: %(default)s)",
+        help="pipeline artifacts, ML Metadata and pushed models go here (%(default)s)",
     )
     parser.add_argument(
         "--model",
-        default="qr_md",
+        default=model_config.DEFAULT_MODEL,
         choices=sorted(model_config.PRESETS),
         help="model preset (default: %(default)s)",
     )
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
+    parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    parser.add_argument(
+        "--rmse-upper-bound",
+        type=float,
+        default=configs.EvalSettings.rmse_upper_bound,
+        help="bless only models with eval RMSE at most this (%(default)s)",
+    )
+    parser.add_argument(
+        "--rmse-max-increase",
+        type=float,
+        default=configs.EvalSettings.rmse_max_increase,
+        help="bless only models whose eval RMSE exceeds the latest blessed model's by at "
+        "most this (%(default)s)",
+    )
     parser.add_argument(
         "--no-cache", action="store_true", help="re-run every component even if nothing changed"
     )
     return parser.parse_args(argv)
 
 
-def prepare_data(args) -> str:
-    """Writes the chosen ratings as ExampleGen's CSV; returns its folder."""
-    from components import movielens  # pylint: disable=g-import-not-at-top
-    from components import synthetic  # pylint: disable=g-import-not-at-top
-
+def load_ratings(args) -> tuple[str, movielens.Ratings]:
+    """The ratings the user asked for, and a short name for their folder."""
     if args.data:
         ratings = movielens.read_ratings(args.data)
-        name = "local"
         print(f"Data: {ratings.source} ({ratings.format} format)")
-    elif args.download:
+        return "local", ratings
+    if args.download:
         folder = movielens.download_movielens(args.download, args.cache_dir)
-        ratings = movielens.read_ratings(folder)
-        name = args.download
         print(f"Data: MovieLens {args.download} from {folder}")
-    else:
-        ratings = synthetic.generate_ratings()
-        name = "builtin"
-        print(
-            "Data: the built-in SYNTHETIC MovieLens-shaped set (generated, "
-            "not real MovieLens ratings). Pass --data or --download for real "
-            "data."
-        )
+        return args.download, movielens.read_ratings(folder)
     print(
-        f"      {len(ratings.ratings):,} ratings, "
-        f"{len(set(ratings.user_ids)):,} users, "
-        f"{len(set(ratings.movie_ids)):,} movies"
+        "Data: the built-in SYNTHETIC MovieLens-shaped set (generated, not real MovieLens "
+        "ratings). Pass --data or --download for real data."
+    )
+    return "builtin", synthetic.generate_ratings()
+
+
+def prepare_data(args) -> str:
+    """Writes the chosen ratings as ExampleGen's CSV; returns its folder."""
+    name, ratings = load_ratings(args)
+    print(
+        f"      {len(ratings):,} ratings, {ratings.num_users:,} users, "
+        f"{ratings.num_movies:,} movies"
     )
     data_root = os.path.join(os.path.abspath(args.output_root), "data", name)
     movielens.write_normalized_csv(ratings, os.path.join(data_root, "ratings.csv"))
     return data_root
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from components import movielens  # pylint: disable=g-import-not-at-top
-
-    try:
-        data_root = prepare_data(args)
-    except (movielens.RatingsFormatError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    # Heavy imports only once the input is known to be good.
-    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-    from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-    from pipeline import configs  # pylint: disable=g-import-not-at-top
-    from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
-    from pipeline import run_summary  # pylint: disable=g-import-not-at-top
-    from trainer import model_config  # pylint: disable=g-import-not-at-top
-
-    absl_logging.set_verbosity(absl_logging.INFO)
+def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
     model = model_config.preset(args.model)
     if args.epochs:
         model = model.replace(epochs=args.epochs)
-    config = configs.PipelineConfig(
+    return configs.PipelineConfig(
         data_root=data_root,
         output_root=os.path.abspath(args.output_root),
         model=model,
+        evaluation=configs.EvalSettings(
+            rmse_upper_bound=args.rmse_upper_bound, rmse_max_increase=args.rmse_max_increase
+        ),
         beam_pipeline_args=configs.local_beam_pipeline_args(),
         enable_cache=not args.no_cache,
     )
-    print(f"Model: {model.name} {model.to_json()}")
-    tfx.orchestration.LocalDagRunner().run(
-        pipeline_lib.create_pipeline(
-            config,
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        data_root = prepare_data(args)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    config = pipeline_config(args, data_root)
+    print(f"Model: {config.model.name} {config.model.to_json()}")
+
+    # TFX takes seconds to import; only once the input is known to be readable.
+    from absl import logging as absl_logging
+    from tfx import v1 as tfx
+
+    from components.validation_gate import DataAnomaliesError
+    from pipeline import pipeline as pipeline_lib
+    from pipeline import run_summary
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        tfx.orchestration.LocalDagRunner().run(
+            pipeline_lib.create_pipeline(
+                config,
+                tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+            )
         )
-    )
+    except DataAnomaliesError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     summary = run_summary.summarize(config.metadata_path)
     print()
@@ -141,5 +160,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
     sys.exit(main())

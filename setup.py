@@ -45,7 +45,10 @@ setuptools.setup(
         "tqdm",  # download progress
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # kfp: the tests load the compiled Kubeflow / Vertex AI spec with it.
+        "test": ["pytest>=8", "kfp>=2.5,<2.6"],
         "plots": ["matplotlib>=3.8,<3.10"],
+        # Compiling for Kubeflow Pipelines v2 / Vertex AI (kubeflow_v2_runner.py).
+        "kubeflow": ["kfp>=2.5,<2.6"],
     },
 )

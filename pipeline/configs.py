@@ -7,7 +7,7 @@ and override them from their flags; ``create_pipeline`` takes a
 
 import dataclasses
 import os
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from trainer.model_config import ModelConfig
 from trainer.model_config import SEED_QR_MD
@@ -60,6 +60,13 @@ class PipelineConfig:
         settings).
       enable_cache: reuse a component's earlier outputs when its inputs and
         settings are unchanged.
+      schema_dir: folder holding schema.pbtxt as the ImportSchemaGen executor
+        sees it (inside the image when running on Kubeflow / Vertex AI).
+      vertex_training: when set, the Trainer runs as a Vertex AI custom job
+        with these ``custom_config`` entries (``cloud.vertex_training_config``).
+      vertex_serving: when set, the Pusher deploys to a Vertex AI Endpoint with
+        this ``custom_config`` (``cloud.vertex_serving_config``) instead of
+        copying to ``serving_model_dir``.
     """
 
     data_root: str
@@ -69,6 +76,9 @@ class PipelineConfig:
     evaluation: EvalSettings = EvalSettings()
     beam_pipeline_args: Optional[List[str]] = None
     enable_cache: bool = True
+    schema_dir: str = SCHEMA_DIR
+    vertex_training: Optional[Dict[str, Any]] = None
+    vertex_serving: Optional[Dict[str, Any]] = None
 
     @property
     def pipeline_root(self) -> str:

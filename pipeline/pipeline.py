@@ -68,7 +68,7 @@ def create_pipeline(
         ),
     )
 
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=f"{configs.SCHEMA_DIR}/schema.pbtxt")
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=f"{config.schema_dir}/schema.pbtxt")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
@@ -83,12 +83,19 @@ def create_pipeline(
     # Bad data stops the run before any analysis or training.
     transform.add_upstream_node(anomalies_gate)
 
-    trainer = tfx.components.Trainer(
+    # The Vertex Trainer runs the same run_fn in a Vertex AI custom job; its
+    # job settings travel in custom_config next to the model's.
+    trainer_class = (
+        tfx.extensions.google_cloud_ai_platform.Trainer
+        if config.vertex_training
+        else tfx.components.Trainer
+    )
+    trainer = trainer_class(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        custom_config={"model": dataclasses.asdict(config.model)},
+        custom_config={"model": dataclasses.asdict(config.model), **(config.vertex_training or {})},
     )
 
     latest_blessed_model = tfx.dsl.Resolver(
@@ -104,13 +111,22 @@ def create_pipeline(
         eval_config=eval_config(config.evaluation),
     )
 
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)
-        ),
-    )
+    if config.vertex_serving:
+        pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            custom_config=config.vertex_serving,
+        )
+    else:
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(
+                    base_directory=config.serving_model_dir
+                )
+            ),
+        )
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

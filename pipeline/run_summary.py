@@ -137,7 +137,7 @@ def validation_failures(validation) -> List[str]:
         for failure in per_slice.failures:
             key = failure.metric_key
             name = key.name + (
-                " (change vs latest blessed)" if key.HasField("is_diff") and key.is_diff else ""
+                " (change vs latest blessed)" if key.is_diff else ""
             )
             lines.append(
                 f"{name}: {failure.metric_value.double_value.value:.4f} "

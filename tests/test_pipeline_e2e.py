@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from components import movielens
 from components import synthetic
-from tests.conftest import REPO_ROOT
+from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -26,33 +26,40 @@ def _examples(pairs):
     return tf.constant(out)
 
 
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    """One local_runner run on 12k generated ratings, in a fresh process."""
-    work = tmp_path_factory.mktemp("e2e")
-    ratings = synthetic.generate_ratings(num_users=300, num_movies=200, num_ratings=12_000, seed=7)
-    data_file = work / "ratings.csv"
-    movielens.write_normalized_csv(ratings, data_file)
-    tmp = work / "tmp"
-    tmp.mkdir()
-    env = dict(os.environ, TMPDIR=str(tmp))
-    result = subprocess.run(
+EPOCHS = "5"
+
+
+def run_local_runner(data_file, output_root, tmp):
+    """local_runner.py in a fresh process, as a user would run it."""
+    return subprocess.run(
         [
             sys.executable,
             str(REPO_ROOT / "local_runner.py"),
             "--data",
             str(data_file),
             "--output-root",
-            str(work / "out"),
+            str(output_root),
             "--epochs",
-            "2",
+            EPOCHS,
         ],
         cwd=REPO_ROOT,
-        env=env,
+        env=dict(os.environ, TMPDIR=str(tmp)),
         capture_output=True,
         text=True,
         timeout=1200,
     )
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """One run on 12k generated ratings."""
+    work = tmp_path_factory.mktemp("e2e")
+    ratings = synthetic.generate_ratings(num_users=300, num_movies=200, num_ratings=12_000, seed=7)
+    data_file = work / "ratings.csv"
+    movielens.write_normalized_csv(ratings, data_file)
+    tmp = work / "tmp"
+    tmp.mkdir()
+    result = run_local_runner(data_file, work / "out", tmp)
     return work, ratings, result, tmp
 
 
@@ -123,3 +130,35 @@ def test_no_throwaway_packages_left_in_tmp(pipeline_run):
         if p.endswith((".tar.gz", ".whl"))
     ]
     assert not litter
+
+
+def _pushed_versions(output_root):
+    root = output_root / "serving_model"
+    return sorted(str(p.relative_to(root)) for p in root.glob("*/*") if p.is_dir())
+
+
+def test_a_worse_model_is_not_blessed_and_the_pushed_one_stays(pipeline_run):
+    """Labels shuffled on purpose: the gate must hold and say why."""
+    work, ratings, first, tmp = pipeline_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _pushed_versions(work / "out")
+    saved_model = next((work / "out" / "serving_model").glob("*/*/saved_model.pb"))
+    saved_bytes = saved_model.read_bytes()
+
+    shuffled = movielens.Ratings(
+        user_ids=ratings.user_ids,
+        movie_ids=ratings.movie_ids,
+        ratings=np.random.default_rng(0).permutation(ratings.ratings),
+        source="shuffled",
+        format="normalized",
+    )
+    bad_file = work / "shuffled" / "ratings.csv"
+    movielens.write_normalized_csv(shuffled, bad_file)
+    second = run_local_runner(bad_file, work / "out", tmp)
+
+    assert second.returncode == 3, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "NOT blessed" in second.stdout
+    assert "root_mean_squared_error" in second.stdout.split("NOT blessed")[1]
+    assert "Not pushed" in second.stdout
+    assert _pushed_versions(work / "out") == before
+    assert saved_model.read_bytes() == saved_bytes

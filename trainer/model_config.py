@@ -88,3 +88,6 @@ def preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> ModelConfig
         raise ValueError(f"Unknown model {name!r}; choose one of {sorted(PRESETS)}")
     config = PRESETS[name]
     return config.replace(**overrides) if overrides else config
+
+# The preset local_runner.py and the pipeline use unless told otherwise.
+DEFAULT_MODEL = "qr_md"

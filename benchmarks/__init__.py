@@ -1,0 +1,1 @@
+"""Quality and ablation benchmarks of the embedding techniques (see README.md)."""

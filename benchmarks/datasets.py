@@ -1,0 +1,153 @@
+"""The benchmark data sets, split and indexed the way the pipeline's Transform does it.
+
+Each data set gets one deterministic 85/15 train/eval split. Ids are ranked by
+their train-split frequency (most frequent first, ties by id), so index 0 is the
+most popular id, as in the Transform vocabularies; ids that never occur in the
+train split map to the single out-of-vocabulary index, the vocabulary size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import pandas as pd
+
+from components import movielens
+from components import synthetic
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MOVIELENS_100K_ENV = "MOVIELENS_100K_DIR"
+TRAIN_FRACTION = 0.85
+SPLIT_SEED = 0
+
+
+class DatasetUnavailable(RuntimeError):
+    """The data set's files are not on this machine."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PreparedData:
+    """One split of one data set, as integer indices ready for the model."""
+
+    name: str
+    source: str
+    train_users: np.ndarray
+    train_movies: np.ndarray
+    train_ratings: np.ndarray
+    eval_users: np.ndarray
+    eval_movies: np.ndarray
+    eval_ratings: np.ndarray
+    # Train-split frequency of each vocabulary id, most frequent first.
+    user_counts: List[int]
+    movie_counts: List[int]
+
+    @property
+    def mean_rating(self) -> float:
+        return float(self.train_ratings.mean(dtype=np.float64))
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_ratings)
+
+    @property
+    def num_eval(self) -> int:
+        return len(self.eval_ratings)
+
+    def describe(self) -> str:
+        oov_users = float(np.mean(self.eval_users == len(self.user_counts)))
+        oov_movies = float(np.mean(self.eval_movies == len(self.movie_counts)))
+        return (
+            f"{self.name}: {self.num_train:,} train / {self.num_eval:,} eval ratings, "
+            f"{len(self.user_counts):,} users, {len(self.movie_counts):,} movies in the train "
+            f"vocabularies; eval rows with an unseen user {oov_users:.2%}, movie {oov_movies:.2%}"
+        )
+
+
+def movielens_100k_dir() -> Path:
+    """Where ML-100K lives: $MOVIELENS_100K_DIR, else ../shared/data/ml-100k next to the repo."""
+    override = os.environ.get(MOVIELENS_100K_ENV)
+    return Path(override) if override else REPO_ROOT.parent / "shared" / "data" / "ml-100k"
+
+
+def _movielens_100k() -> movielens.Ratings:
+    folder = movielens_100k_dir()
+    if not (folder / "u.data").is_file():
+        raise DatasetUnavailable(
+            f"ML-100K not found at {folder} (no u.data); set {MOVIELENS_100K_ENV} to its folder"
+        )
+    return movielens.read_ratings(folder)
+
+
+# name -> (how the ratings are made, a short description for the report)
+DATASETS: Dict[str, tuple[Callable[[], movielens.Ratings], str]] = {
+    "ml-100k": (_movielens_100k, "MovieLens-100K (943 users, 1,682 movies, 100k ratings)"),
+    "synthetic-1m": (
+        lambda: synthetic.generate_ratings(6040, 3706, 1_000_000),
+        "generate_ratings(6040, 3706, 1_000_000): ML-1M-shaped",
+    ),
+    "synthetic-large": (
+        lambda: synthetic.generate_ratings(500_000, 50_000, 3_000_000, min_ratings_per_user=5),
+        "generate_ratings(500_000, 50_000, 3_000_000, min_ratings_per_user=5): "
+        "large, long-tailed vocabularies",
+    ),
+}
+
+
+def frequency_ranks(ids: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarray, List[int]]:
+    """Index of every row's id and the vocabulary counts, as Transform computes them.
+
+    Returns ``(indices, counts)``: ``indices[i]`` is the rank of ``ids[i]`` by
+    train-split frequency (0 = most frequent, ties broken by id), or
+    ``len(counts)`` for an id absent from the train split; ``counts`` holds the
+    train frequency of each rank, descending.
+    """
+    codes, uniques = pd.factorize(ids)
+    train_counts = np.bincount(codes[train_rows], minlength=len(uniques))
+    # Sort by count descending, then by the id itself, for a deterministic order.
+    order = np.lexsort((np.argsort(np.argsort(np.asarray(uniques, dtype=str))), -train_counts))
+    order = order[train_counts[order] > 0]
+    vocab_size = len(order)
+    rank_of_code = np.full(len(uniques), vocab_size, dtype=np.int64)
+    rank_of_code[order] = np.arange(vocab_size)
+    return rank_of_code[codes], train_counts[order].tolist()
+
+
+def split_rows(num_rows: int, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """A deterministic shuffled 85/15 split: (train row numbers, eval row numbers)."""
+    order = np.random.default_rng(seed).permutation(num_rows)
+    cut = int(round(TRAIN_FRACTION * num_rows))
+    return order[:cut], order[cut:]
+
+
+def prepare(ratings: movielens.Ratings, name: str) -> PreparedData:
+    train_rows, eval_rows = split_rows(len(ratings))
+    users, user_counts = frequency_ranks(ratings.user_ids, train_rows)
+    movies, movie_counts = frequency_ranks(ratings.movie_ids, train_rows)
+    labels = ratings.ratings.astype(np.float32)
+    return PreparedData(
+        name=name,
+        source=ratings.source,
+        train_users=users[train_rows],
+        train_movies=movies[train_rows],
+        train_ratings=labels[train_rows],
+        eval_users=users[eval_rows],
+        eval_movies=movies[eval_rows],
+        eval_ratings=labels[eval_rows],
+        user_counts=user_counts,
+        movie_counts=movie_counts,
+    )
+
+
+def load(name: str) -> PreparedData:
+    """The prepared split of a data set in ``DATASETS``.
+
+    Raises:
+      KeyError: unknown name.
+      DatasetUnavailable: the data set's files are missing.
+    """
+    make_ratings, _ = DATASETS[name]
+    return prepare(make_ratings(), name)

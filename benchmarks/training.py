@@ -1,0 +1,201 @@
+"""Train one model configuration on a prepared split and measure it.
+
+The loop mirrors the pipeline's Trainer (``trainer.task.train``): the same
+``build_model``, Adam, MSE, and early stopping with the best weights restored,
+but it reads in-memory numpy arrays instead of TFRecords, which keeps many
+short runs cheap. Early stopping watches the eval RMSE itself (not the eval
+loss, which also holds the L2 penalty) because that is the figure reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.datasets import PreparedData
+from components import features
+from trainer import embeddings
+from trainer import model as model_lib
+from trainer.model_config import ModelConfig
+
+# Eval batches are only forward passes; big ones cost nothing in quality.
+EVAL_BATCH_SIZE = 16_384
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """One training run (one seed)."""
+
+    val_rmse: float
+    val_mae: float
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    embedding_params: int
+    bias_params: int
+    val_rmse_per_epoch: List[float]
+
+
+def full_table_params(data: PreparedData, embedding_dim: int = 64) -> int:
+    """Parameters of plain ``embedding_dim``-wide user and movie tables (OOV rows included)."""
+    rows = len(data.user_counts) + len(data.movie_counts) + 2 * features.NUM_OOV_BUCKETS
+    return rows * embedding_dim
+
+
+def train_batches(
+    users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, batch_size: int, seed: int
+) -> tuple[tf.data.Dataset, int]:
+    """Endless shuffled batches and the number of batches in one epoch.
+
+    Each epoch draws a fresh permutation of the row numbers (stateless, so a
+    seed gives the same order every time) and gathers whole batches from the
+    in-memory tensors: no per-row work in tf.data, which matters at millions
+    of rows on two cores.
+    """
+    num_rows = len(ratings)
+    steps = -(-num_rows // batch_size)
+    columns = (
+        tf.constant(users.reshape(-1, 1), tf.int64),
+        tf.constant(movies.reshape(-1, 1), tf.int64),
+        tf.constant(ratings.reshape(-1, 1), tf.float32),
+    )
+
+    def epoch(epoch_number):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(num_rows, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch_number])
+        )
+
+        def batch(step):
+            rows = order[step * batch_size : tf.minimum((step + 1) * batch_size, num_rows)]
+            user, movie, rating = (tf.gather(column, rows) for column in columns)
+            return {features.USER_INDEX: user, features.MOVIE_INDEX: movie}, rating
+
+        return tf.data.Dataset.range(steps).map(batch)
+
+    dataset = tf.data.Dataset.range(1_000_000).flat_map(epoch)
+    return dataset.prefetch(tf.data.AUTOTUNE), steps
+
+
+def eval_batches(data: PreparedData) -> tf.data.Dataset:
+    inputs = {
+        features.USER_INDEX: data.eval_users.reshape(-1, 1),
+        features.MOVIE_INDEX: data.eval_movies.reshape(-1, 1),
+    }
+    labels = data.eval_ratings.reshape(-1, 1)
+    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(EVAL_BATCH_SIZE).cache()
+
+
+def train_once(
+    config: ModelConfig,
+    data: PreparedData,
+    seed: int,
+    jit_compile: bool = False,
+    verbose: int = 0,
+) -> RunResult:
+    """Trains ``config`` (its batch size, learning rate, epochs, patience) with ``seed``."""
+    config = config.replace(seed=seed)
+    keras.utils.set_random_seed(seed)
+    started = time.perf_counter()
+    model = model_lib.build_model(config, data.user_counts, data.movie_counts, data.mean_rating)
+    if jit_compile:
+        model.jit_compile = True
+    train_data, steps = train_batches(
+        data.train_users, data.train_movies, data.train_ratings, config.batch_size, seed
+    )
+    callbacks = []
+    if config.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_rmse",
+                mode="min",
+                patience=config.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    history = model.fit(
+        train_data,
+        steps_per_epoch=steps,
+        epochs=config.epochs,
+        validation_data=eval_batches(data),
+        callbacks=callbacks,
+        verbose=verbose,
+    ).history
+    seconds = time.perf_counter() - started
+    val_rmse = [float(v) for v in history["val_rmse"]]
+    best = int(np.argmin(val_rmse))
+    report = embeddings.embedding_memory_report(
+        model_lib.embedding_layers(model), config.embedding_dim
+    )
+    result = RunResult(
+        val_rmse=val_rmse[best],
+        val_mae=float(history["val_mae"][best]),
+        best_epoch=best + 1,
+        epochs_run=len(val_rmse),
+        seconds=seconds,
+        embedding_params=int(report["total"]["params"]),
+        bias_params=int(model_lib.bias_parameter_count(model)),
+        val_rmse_per_epoch=val_rmse,
+    )
+    keras.backend.clear_session()
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """Mean of several seeds of one configuration."""
+
+    val_rmse: float
+    val_rmse_std: float
+    val_mae: float
+    best_epoch: float
+    seconds: float
+    embedding_params: int
+    bias_params: int
+    seeds: int
+    runs: List[RunResult]
+
+    def as_dict(self) -> Dict:
+        return {
+            "embedding_params": self.embedding_params,
+            "bias_params": self.bias_params,
+            "val_rmse": round(self.val_rmse, 4),
+            "val_rmse_std": round(self.val_rmse_std, 4),
+            "val_mae": round(self.val_mae, 4),
+            "best_epoch": round(self.best_epoch, 2),
+            "seconds": round(self.seconds, 1),
+            "seeds": self.seeds,
+        }
+
+
+def train_seeds(
+    config: ModelConfig,
+    data: PreparedData,
+    seeds: Sequence[int],
+    jit_compile: bool = False,
+    on_run: Optional[callable] = None,
+) -> Summary:
+    """Trains once per seed; returns the means (``seconds`` is the mean per run)."""
+    runs = []
+    for seed in seeds:
+        run = train_once(config, data, seed, jit_compile)
+        runs.append(run)
+        if on_run:
+            on_run(seed, run)
+    rmse = [r.val_rmse for r in runs]
+    return Summary(
+        val_rmse=statistics.fmean(rmse),
+        val_rmse_std=statistics.stdev(rmse) if len(rmse) > 1 else 0.0,
+        val_mae=statistics.fmean(r.val_mae for r in runs),
+        best_epoch=statistics.fmean(r.best_epoch for r in runs),
+        seconds=statistics.fmean(r.seconds for r in runs),
+        embedding_params=runs[0].embedding_params,
+        bias_params=runs[0].bias_params,
+        seeds=len(runs),
+        runs=runs,
+    )

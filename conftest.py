@@ -1,0 +1,67 @@
+"""Fixtures shared by the tests beside the modules and those in tests/."""
+
+import os
+import pathlib
+import tempfile
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent
+
+
+def movielens_100k_dir() -> pathlib.Path:
+    """../shared/data/ml-100k next to the checkout, or $MOVIELENS_100K_DIR."""
+    override = os.environ.get("MOVIELENS_100K_DIR")
+    if override:
+        return pathlib.Path(override)
+    return REPO_ROOT.parent / "shared" / "data" / "ml-100k"
+
+
+@pytest.fixture
+def ml_100k() -> pathlib.Path:
+    path = movielens_100k_dir()
+    if not (path / "u.data").is_file():
+        pytest.skip(f"MovieLens-100K not found at {path} (set MOVIELENS_100K_DIR)")
+    return path
+
+
+def raw_row(user: str, movie: str, rating: float) -> dict:
+    return {"user_id": [user.encode()], "movie_id": [movie.encode()], "rating": [rating]}
+
+
+# Six train rows: by frequency user_b > user_a > user_c and movie_x > movie_y.
+TINY_TRAIN = (
+    [raw_row("user_b", "movie_x", 4.0)] * 3
+    + [raw_row("user_a", "movie_y", 2.0)] * 2
+    + [raw_row("user_c", "movie_x", 5.0)]
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_transform(tmp_path_factory):
+    """Runs preprocessing_fn with TF-Transform's Beam implementation.
+
+    Returns (transform function, output folder, transformed TINY_TRAIN).
+    """
+    import tensorflow as tf
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+    from components import preprocessing
+
+    raw_spec = {
+        "user_id": tf.io.FixedLenFeature([1], tf.string),
+        "movie_id": tf.io.FixedLenFeature([1], tf.string),
+        "rating": tf.io.FixedLenFeature([1], tf.float32),
+    }
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
+    work = str(tmp_path_factory.mktemp("tft"))
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp(dir=work)):
+        (transformed, _), transform_fn = (
+            TINY_TRAIN,
+            metadata,
+        ) | tft_beam.AnalyzeAndTransformDataset(preprocessing.preprocessing_fn)
+        _ = transform_fn | tft_beam.WriteTransformFn(work)
+    # Transform in TFX writes the raw schema too; serving parses with it.
+    metadata_io.write_metadata(metadata, os.path.join(work, "metadata"))
+    return (transform_fn, metadata), work, transformed

@@ -1,0 +1,321 @@
+"""Compiles the pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines.
+
+  python kubeflow_v2_runner.py --project my-project                 # writes pipeline.json
+  python kubeflow_v2_runner.py --project my-project --dataflow      # Beam steps on Dataflow
+  python kubeflow_v2_runner.py --project my-project --submit        # and start a Vertex run
+
+Compiles the same ``create_pipeline`` as local_runner.py. Every component
+runs in the image built from ./Dockerfile (--image), which installs this
+package at /pipeline; data, artifacts and pushed models live in Cloud
+Storage. Compiling is offline; only --submit talks to Google Cloud.
+Step by step: docs/deploy.md.
+"""
+
+import argparse
+import os
+import sys
+
+from pipeline import cloud
+from pipeline import configs
+
+SERVE_FROM_GCS = "gcs"
+SERVE_FROM_VERTEX_ENDPOINT = "vertex-endpoint"
+
+DEFAULT_OUTPUT_FILE = "pipeline.json"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parses the flags and fills in the defaults that derive from other flags."""
+    from trainer import model_config  # pylint: disable=g-import-not-at-top
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    where = parser.add_argument_group("where it runs")
+    where.add_argument(
+        "--project",
+        default=os.environ.get("GOOGLE_CLOUD_PROJECT"),
+        help="GCP project (default: $GOOGLE_CLOUD_PROJECT)",
+    )
+    where.add_argument(
+        "--region",
+        default=cloud.DEFAULT_REGION,
+        help="region of Vertex AI and Dataflow (default: %(default)s)",
+    )
+    where.add_argument(
+        "--output-root",
+        help="gs:// folder for everything the pipeline writes: the pipeline root is "
+        "OUTPUT_ROOT/pipelines/PIPELINE_NAME, pushed models go to "
+        "OUTPUT_ROOT/serving_model/PIPELINE_NAME (default: gs://PROJECT-memrec)",
+    )
+    where.add_argument(
+        "--data-root",
+        help="gs:// folder holding the ratings CSV(s) with columns user_id,movie_id,rating "
+        "(default: OUTPUT_ROOT/data)",
+    )
+    where.add_argument(
+        "--image",
+        help="container image built from ./Dockerfile that every component runs in "
+        "(default: REGION-docker.pkg.dev/PROJECT/memrec/pipeline:latest)",
+    )
+    where.add_argument(
+        "--output-file",
+        default=DEFAULT_OUTPUT_FILE,
+        help="where to write the compiled pipeline; .json for Vertex AI (a PipelineJob), "
+        ".yaml for Kubeflow Pipelines (a PipelineSpec) (default: %(default)s)",
+    )
+
+    what = parser.add_argument_group("what it runs")
+    what.add_argument(
+        "--pipeline-name",
+        default=configs.PIPELINE_NAME,
+        help="(default: %(default)s)",
+    )
+    what.add_argument(
+        "--model",
+        default="qr_md",
+        choices=sorted(model_config.PRESETS),
+        help="model preset (default: %(default)s)",
+    )
+    what.add_argument("--epochs", type=int, help="override the preset's epochs")
+    what.add_argument(
+        "--no-cache", action="store_true", help="re-run every component even if nothing changed"
+    )
+
+    dataflow = parser.add_argument_group(
+        "Dataflow (ExampleGen, StatisticsGen, Transform, Evaluator)"
+    )
+    dataflow.add_argument(
+        "--dataflow",
+        action="store_true",
+        help="run the Beam steps on Dataflow (default: in each component's container)",
+    )
+    dataflow.add_argument(
+        "--dataflow-temp-location",
+        help="gs:// folder for Dataflow's temporary files (default: OUTPUT_ROOT/tmp)",
+    )
+    dataflow.add_argument(
+        "--dataflow-machine-type",
+        default=cloud.DEFAULT_DATAFLOW_MACHINE_TYPE,
+        help="worker machine type (default: %(default)s)",
+    )
+    dataflow.add_argument(
+        "--dataflow-max-workers",
+        type=int,
+        default=cloud.DEFAULT_DATAFLOW_MAX_WORKERS,
+        help="autoscaling limit (default: %(default)s)",
+    )
+    dataflow.add_argument(
+        "--dataflow-disk-size-gb", type=int, help="worker disk (default: Dataflow's)"
+    )
+    dataflow.add_argument(
+        "--dataflow-service-account",
+        help="worker service account (default: the Compute Engine default)",
+    )
+    dataflow.add_argument(
+        "--dataflow-subnetwork",
+        help="e.g. regions/REGION/subnetworks/NAME, for projects without a default network",
+    )
+    dataflow.add_argument(
+        "--dataflow-worker-image",
+        help="run workers in this image instead of Beam's, which pip-installs this "
+        "package at every worker start (default: Beam's image)",
+    )
+
+    training = parser.add_argument_group("Vertex AI Training")
+    training.add_argument(
+        "--vertex-training",
+        action="store_true",
+        help="train in a Vertex AI custom job (default: in the Trainer's container)",
+    )
+    training.add_argument(
+        "--training-machine-type",
+        default=cloud.DEFAULT_TRAINING_MACHINE_TYPE,
+        help="(default: %(default)s)",
+    )
+    training.add_argument(
+        "--training-accelerator-type", help="e.g. NVIDIA_TESLA_T4 (default: none)"
+    )
+    training.add_argument(
+        "--training-accelerator-count", type=int, default=1, help="(default: %(default)s)"
+    )
+
+    serving = parser.add_argument_group("serving")
+    serving.add_argument(
+        "--serving-destination",
+        choices=[SERVE_FROM_GCS, SERVE_FROM_VERTEX_ENDPOINT],
+        default=SERVE_FROM_GCS,
+        help="where blessed models go: a gs:// folder (OUTPUT_ROOT/serving_model/"
+        "PIPELINE_NAME) or a Vertex AI Endpoint (default: %(default)s)",
+    )
+    serving.add_argument(
+        "--endpoint-name", help="Vertex AI Endpoint display name (default: PIPELINE_NAME)"
+    )
+    serving.add_argument(
+        "--serving-image",
+        help="prediction container for the endpoint (default: Vertex AI's "
+        f"{cloud.DEFAULT_SERVING_IMAGE_NAME} from the registry nearest REGION)",
+    )
+    serving.add_argument(
+        "--serving-machine-type",
+        default=cloud.DEFAULT_SERVING_MACHINE_TYPE,
+        help="(default: %(default)s)",
+    )
+
+    submit = parser.add_argument_group("submitting")
+    submit.add_argument(
+        "--submit",
+        action="store_true",
+        help="after compiling, start a Vertex AI Pipelines run (needs google-cloud-aiplatform "
+        "and credentials: gcloud auth application-default login)",
+    )
+    submit.add_argument(
+        "--service-account",
+        help="service account the Vertex AI run uses (default: the Compute Engine default)",
+    )
+
+    args = parser.parse_args(argv)
+    _fill_in_derived_defaults(args, parser)
+    return args
+
+
+def _fill_in_derived_defaults(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    needs_project = (
+        args.dataflow
+        or args.vertex_training
+        or args.serving_destination == SERVE_FROM_VERTEX_ENDPOINT
+        or args.submit
+        or not (args.output_root and args.image)
+    )
+    if needs_project and not args.project:
+        parser.error("--project is required (or set GOOGLE_CLOUD_PROJECT)")
+
+    args.output_root = (args.output_root or f"gs://{args.project}-memrec").rstrip("/")
+    args.data_root = args.data_root or f"{args.output_root}/data"
+    args.image = args.image or f"{args.region}-docker.pkg.dev/{args.project}/memrec/pipeline:latest"
+    args.dataflow_temp_location = args.dataflow_temp_location or f"{args.output_root}/tmp"
+    args.endpoint_name = args.endpoint_name or args.pipeline_name
+
+    # Components run on Google Cloud and read and write these at run time;
+    # a path on this machine would not exist there.
+    for flag, value in [
+        ("--output-root", args.output_root),
+        ("--data-root", args.data_root),
+        ("--dataflow-temp-location", args.dataflow_temp_location),
+    ]:
+        if not value.startswith("gs://"):
+            parser.error(f"{flag} must be a gs:// path, got {value!r}")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+
+
+def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
+    """The PipelineConfig for a run on Google Cloud, with paths inside the image."""
+    from trainer import model_config  # pylint: disable=g-import-not-at-top
+
+    model = model_config.preset(args.model)
+    if args.epochs:
+        model = model.replace(epochs=args.epochs)
+
+    if args.dataflow:
+        beam_pipeline_args = cloud.dataflow_beam_pipeline_args(
+            project=args.project,
+            region=args.region,
+            temp_location=args.dataflow_temp_location,
+            machine_type=args.dataflow_machine_type,
+            max_num_workers=args.dataflow_max_workers,
+            disk_size_gb=args.dataflow_disk_size_gb,
+            service_account_email=args.dataflow_service_account,
+            subnetwork=args.dataflow_subnetwork,
+            sdk_container_image=args.dataflow_worker_image,
+        )
+    else:
+        beam_pipeline_args = cloud.container_beam_pipeline_args()
+
+    vertex_training = None
+    if args.vertex_training:
+        vertex_training = cloud.vertex_training_config(
+            project=args.project,
+            region=args.region,
+            image=args.image,
+            machine_type=args.training_machine_type,
+            accelerator_type=args.training_accelerator_type,
+            accelerator_count=args.training_accelerator_count,
+        )
+
+    vertex_serving = None
+    if args.serving_destination == SERVE_FROM_VERTEX_ENDPOINT:
+        vertex_serving = cloud.vertex_serving_config(
+            project=args.project,
+            region=args.region,
+            endpoint_name=args.endpoint_name,
+            serving_image=args.serving_image,
+            machine_type=args.serving_machine_type,
+        )
+
+    return configs.PipelineConfig(
+        data_root=args.data_root,
+        output_root=args.output_root,
+        pipeline_name=args.pipeline_name,
+        model=model,
+        beam_pipeline_args=beam_pipeline_args,
+        enable_cache=not args.no_cache,
+        schema_dir=cloud.CONTAINER_SCHEMA_DIR,
+        vertex_training=vertex_training,
+        vertex_serving=vertex_serving,
+    )
+
+
+def compile_pipeline(config: configs.PipelineConfig, image: str, output_file: str) -> dict:
+    """Writes the pipeline as a KFP v2 spec to ``output_file``; returns it as a dict."""
+    from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+
+    from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+
+    output_dir, output_filename = os.path.split(output_file)
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
+        output_dir=output_dir or None,
+        output_filename=output_filename,
+    )
+    return runner.run(pipeline_lib.create_pipeline(config))
+
+
+def submit(args: argparse.Namespace, config: configs.PipelineConfig) -> None:
+    """Starts a Vertex AI Pipelines run of the compiled spec."""
+    # Only submitting needs the Vertex AI client; compiling stays offline.
+    from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+
+    job = aiplatform.PipelineJob(
+        display_name=args.pipeline_name,
+        template_path=args.output_file,
+        pipeline_root=config.pipeline_root,
+        enable_caching=config.enable_cache,
+        project=args.project,
+        location=args.region,
+    )
+    job.submit(service_account=args.service_account)
+    print(f"Submitted: {job.resource_name}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    config = build_config(args)
+    compile_pipeline(config, args.image, args.output_file)
+    print(f"Wrote {args.output_file}")
+    print(f"  image:         {args.image}")
+    print(f"  pipeline root: {config.pipeline_root}")
+    print(f"  data:          {config.data_root}")
+    print(f"  Beam runner:   {'Dataflow' if args.dataflow else 'in each container'}")
+    print(f"  training:      {'Vertex AI custom job' if args.vertex_training else 'in container'}")
+    if config.vertex_serving:
+        print(f"  serving:       Vertex AI Endpoint {args.endpoint_name!r}")
+    else:
+        print(f"  serving:       {config.serving_model_dir}")
+    if args.submit:
+        submit(args, config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
