@@ -10,6 +10,7 @@ bless it (nothing pushed, earlier pushed versions untouched); 2 on bad input dat
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -59,6 +60,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="model preset (default: %(default)s)",
     )
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    for feature in ("user", "movie"):
+        parser.add_argument(
+            f"--{feature}-embedding",
+            type=json_object,
+            metavar="JSON",
+            help=f"override the preset's {feature} table, e.g. "
+            '\'{"type": "qr", "num_buckets": 32}\' (see README: Models and their knobs)',
+        )
     parser.add_argument(
         "--rmse-upper-bound",
         type=float,
@@ -76,6 +85,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-cache", action="store_true", help="re-run every component even if nothing changed"
     )
     return parser.parse_args(argv)
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got: {text}")
+    return value
 
 
 def load_ratings(args) -> tuple[str, movielens.Ratings]:
@@ -111,6 +130,10 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
     model = model_config.preset(args.model)
     if args.epochs:
         model = model.replace(epochs=args.epochs)
+    if args.user_embedding:
+        model = model.replace(user_embedding=args.user_embedding)
+    if args.movie_embedding:
+        model = model.replace(movie_embedding=args.movie_embedding)
     return configs.PipelineConfig(
         data_root=data_root,
         output_root=os.path.abspath(args.output_root),

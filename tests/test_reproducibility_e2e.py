@@ -1,0 +1,96 @@
+"""Two runs at once, same data and seed, different output roots.
+
+They must not interfere, and must agree: the same split, the same
+vocabularies, and eval metrics equal within a small tolerance (TensorFlow's
+CPU kernels may sum in different orders across threads).
+"""
+
+import filecmp
+import os
+import subprocess
+import sys
+
+import pytest
+
+from components import movielens
+from components import synthetic
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+RMSE_TOLERANCE = 2e-3
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    work = tmp_path_factory.mktemp("repro")
+    ratings = synthetic.generate_ratings(num_users=200, num_movies=150, num_ratings=6_000, seed=5)
+    data_file = work / "ratings.csv"
+    movielens.write_normalized_csv(ratings, data_file)
+    runs = []
+    for name in ("a", "b"):
+        command = [
+            sys.executable,
+            str(REPO_ROOT / "local_runner.py"),
+            "--data",
+            str(data_file),
+            "--output-root",
+            str(work / name),
+            "--epochs",
+            "2",
+            # Reproducibility, not quality: bless whatever trains.
+            "--rmse-upper-bound",
+            "10",
+        ]
+        runs.append(
+            subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [run.communicate(timeout=1200) for run in runs]
+    return work, [run.returncode for run in runs], outputs
+
+
+def _artifact_dir(root, component, output):
+    (path,) = (root / "pipelines").glob(f"*/{component}/{output}/*")
+    return path
+
+
+def _rmse(stdout):
+    line = next(l for l in stdout.splitlines() if "root_mean_squared_error" in l)
+    return float(line.split()[-1])
+
+
+def test_concurrent_runs_both_succeed(two_runs):
+    _, codes, outputs = two_runs
+    for code, (stdout, stderr) in zip(codes, outputs):
+        assert code == 0, stdout[-2000:] + stderr[-3000:]
+
+
+def test_same_split_and_vocabularies(two_runs):
+    work, codes, _ = two_runs
+    assert codes == [0, 0]
+    for split in ("Split-train", "Split-eval"):
+        a = _artifact_dir(work / "a", "CsvExampleGen", "examples") / split
+        b = _artifact_dir(work / "b", "CsvExampleGen", "examples") / split
+        (file_a,), (file_b,) = os.listdir(a), os.listdir(b)
+        assert filecmp.cmp(a / file_a, b / file_b, shallow=False), split
+    graph_a = _artifact_dir(work / "a", "Transform", "transform_graph")
+    graph_b = _artifact_dir(work / "b", "Transform", "transform_graph")
+    for vocab in ("user_id_vocabulary", "movie_id_vocabulary"):
+        assert filecmp.cmp(
+            graph_a / "transform_fn" / "assets" / vocab,
+            graph_b / "transform_fn" / "assets" / vocab,
+            shallow=False,
+        )
+
+
+def test_same_metrics_within_tolerance(two_runs):
+    _, codes, outputs = two_runs
+    assert codes == [0, 0]
+    rmse_a, rmse_b = (_rmse(stdout) for stdout, _ in outputs)
+    assert abs(rmse_a - rmse_b) <= RMSE_TOLERANCE
