@@ -73,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     what.add_argument(
         "--model",
-        default="qr_md",
+        default=model_config.DEFAULT_MODEL,
         choices=sorted(model_config.PRESETS),
         help="model preset (default: %(default)s)",
     )

@@ -7,8 +7,9 @@ and override them from their flags; ``create_pipeline`` takes a
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from components import features
 from trainer.model_config import ModelConfig
 from trainer.model_config import SEED_QR_MD
 
@@ -40,10 +41,14 @@ class EvalSettings:
         model still blessed. A retrain on the same data lands within a few
         thousandths of the previous RMSE, so a zero tolerance would reject
         equally good models by noise.
+      slicing_features: transformed features the Evaluator slices the eval
+        split on, each on its own, besides the overall slice. The thresholds
+        apply to the overall slice only; slices are for analysis.
     """
 
     rmse_upper_bound: float = 1.2
     rmse_max_increase: float = 0.01
+    slicing_features: Tuple[str, ...] = features.SLICING_FEATURES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +60,11 @@ class PipelineConfig:
       output_root: folder for pipeline artifacts, ML Metadata and the pushed
         models (each in its own sub-folder, see the properties below).
       model: the model and training settings for the Trainer.
-      evaluation: blessing thresholds for the Evaluator.
+      evaluation: blessing thresholds and slices for the Evaluator.
+      compare_full_model: also train the same model with full-size tables
+        (``full_model_trainer``) and evaluate the model against it
+        (``compression_evaluator``), so the cost of compression shows per
+        slice. That Evaluator has no thresholds and blesses nothing.
       beam_pipeline_args: extra Beam flags (the local run adds DirectRunner
         settings).
       enable_cache: reuse a component's earlier outputs when its inputs and
@@ -74,6 +83,7 @@ class PipelineConfig:
     pipeline_name: str = PIPELINE_NAME
     model: ModelConfig = SEED_QR_MD
     evaluation: EvalSettings = EvalSettings()
+    compare_full_model: bool = False
     beam_pipeline_args: Optional[List[str]] = None
     enable_cache: bool = True
     schema_dir: str = SCHEMA_DIR
@@ -91,6 +101,15 @@ class PipelineConfig:
     @property
     def serving_model_dir(self) -> str:
         return os.path.join(self.output_root, "serving_model", self.pipeline_name)
+
+
+def full_table_model(model: ModelConfig) -> ModelConfig:
+    """The same model and training with plain full-size user and movie tables."""
+    return model.replace(
+        name=f"{model.name}_full_tables",
+        user_embedding={"type": "full"},
+        movie_embedding={"type": "full"},
+    )
 
 
 def local_beam_pipeline_args() -> List[str]:

@@ -15,8 +15,25 @@ from components.validation_gate import AnomaliesGate
 from pipeline import configs
 
 
-def eval_config(settings: configs.EvalSettings) -> tfma.EvalConfig:
-    """Metrics on the eval split and the blessing thresholds on RMSE."""
+# Per slice: error, size, and calibration (mean prediction beside mean label).
+_PER_SLICE_METRICS = (
+    ("ExampleCount", None),
+    ("MeanSquaredError", None),
+    ("MeanAbsoluteError", None),
+    ("RootMeanSquaredError", metrics.__name__),
+    ("MeanLabel", None),
+    ("MeanPrediction", None),
+)
+
+
+def eval_config(settings: configs.EvalSettings, with_thresholds: bool = True) -> tfma.EvalConfig:
+    """Metrics on the eval split, overall and per slice, and the blessing thresholds.
+
+    The slicing features come from the model's ``transform_features``
+    signature (TFMA looks in the transformed features before the raw ones).
+    ``with_thresholds=False`` gives an Evaluator that only measures: without
+    thresholds TFX's Evaluator writes no blessing decision.
+    """
     rmse_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(
             upper_bound={"value": settings.rmse_upper_bound}
@@ -26,6 +43,12 @@ def eval_config(settings: configs.EvalSettings) -> tfma.EvalConfig:
             absolute={"value": settings.rmse_max_increase},
         ),
     )
+    metric_configs = []
+    for class_name, module in _PER_SLICE_METRICS:
+        metric = tfma.MetricConfig(class_name=class_name, module=module or "")
+        if with_thresholds and class_name == "RootMeanSquaredError":
+            metric.threshold.CopyFrom(rmse_threshold)
+        metric_configs.append(metric)
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -35,21 +58,9 @@ def eval_config(settings: configs.EvalSettings) -> tfma.EvalConfig:
                 preprocessing_function_names=["transform_features"],
             )
         ],
-        slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[
-            tfma.MetricsSpec(
-                metrics=[
-                    tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(class_name="MeanSquaredError"),
-                    tfma.MetricConfig(class_name="MeanAbsoluteError"),
-                    tfma.MetricConfig(
-                        class_name="RootMeanSquaredError",
-                        module=metrics.__name__,
-                        threshold=rmse_threshold,
-                    ),
-                ]
-            )
-        ],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[name]) for name in settings.slicing_features],
+        metrics_specs=[tfma.MetricsSpec(metrics=metric_configs)],
     )
 
 
@@ -97,6 +108,27 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         custom_config={"model": dataclasses.asdict(config.model), **(config.vertex_training or {})},
     )
+    comparison = []
+    if config.compare_full_model:
+        full_model_trainer = trainer_class(
+            run_fn=configs.RUN_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            custom_config={
+                "model": dataclasses.asdict(configs.full_table_model(config.model)),
+                **(config.vertex_training or {}),
+            },
+        ).with_id("full_model_trainer")
+        # Measures only: its blessing output records no decision, so neither
+        # the Pusher nor the latest-blessed-model lookup depends on it.
+        compression_evaluator = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=full_model_trainer.outputs["model"],
+            eval_config=eval_config(config.evaluation, with_thresholds=False),
+        ).with_id("compression_evaluator")
+        comparison = [full_model_trainer, compression_evaluator]
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -142,6 +174,7 @@ def create_pipeline(
             latest_blessed_model,
             evaluator,
             pusher,
+            *comparison,
         ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -64,11 +64,14 @@ def _runner_argv(*extra):
 
 
 def _is_loopback(host) -> bool:
-    if host in ("localhost", b"localhost"):
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except (AttributeError, ValueError):
+        # An IPv6 address may carry a zone: "fe80::1%eth0".
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
         return False
 
 
@@ -128,7 +131,7 @@ def network_attempts():
 # --- compiled specs, shared by the tests below --------------------------------
 
 
-def _compile(tmp_path_factory, network_attempts, name, *extra):
+def _compile(tmp_path_factory, name, *extra):
     output_file = tmp_path_factory.mktemp(name) / "pipeline.json"
     assert kubeflow_v2_runner.main(_runner_argv(f"--output-file={output_file}", *extra)) == 0
     text = output_file.read_text()
@@ -138,7 +141,7 @@ def _compile(tmp_path_factory, network_attempts, name, *extra):
 @pytest.fixture(scope="module")
 def container_spec(tmp_path_factory, network_attempts):
     """Defaults: Beam in each container, stock Trainer, Pusher to gs://."""
-    return _compile(tmp_path_factory, network_attempts, "container")
+    return _compile(tmp_path_factory, "container")
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +149,6 @@ def cloud_spec(tmp_path_factory, network_attempts):
     """Dataflow, Vertex AI Training and a Vertex AI Endpoint."""
     return _compile(
         tmp_path_factory,
-        network_attempts,
         "cloud",
         *DATAFLOW_FLAGS,
         "--vertex-training",
@@ -306,7 +308,7 @@ def test_beam_components_run_in_their_container_when_dataflow_is_off(container_s
     assert "--temp_location" not in text
 
 
-def test_the_beam_components_are_the_ones_expected(local_nodes):
+def test_the_beam_components_are_the_ones_expected():
     from tfx.dsl.components.base import base_beam_component  # pylint: disable=g-import-not-at-top
 
     from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
@@ -511,9 +513,8 @@ def test_the_network_guard_refuses_remote_and_allows_loopback(network_attempts):
     assert socket.socket.connect.__name__ == "guarded_connect"
     assert socket.getaddrinfo.__name__ == "guarded_getaddrinfo"
     before = len(network_attempts)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        with pytest.raises(NetworkAttempt):
-            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, pytest.raises(NetworkAttempt):
+        sock.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed
     with pytest.raises(NetworkAttempt):
         socket.getaddrinfo("storage.googleapis.com", 443)
     assert socket.getaddrinfo("127.0.0.1", 9)

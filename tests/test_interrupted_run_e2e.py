@@ -1,0 +1,68 @@
+"""A run killed during training: the next run completes, reusing what was done."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from components import movielens
+from components import synthetic
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _command(data_file, output_root):
+    return [
+        sys.executable,
+        str(REPO_ROOT / "local_runner.py"),
+        "--data",
+        str(data_file),
+        "--output-root",
+        str(output_root),
+        "--epochs",
+        "30",
+        "--rmse-upper-bound",
+        "10",
+    ]
+
+
+def test_rerun_after_kill_during_trainer_completes_from_cache(tmp_path):
+    ratings = synthetic.generate_ratings(num_users=200, num_movies=150, num_ratings=6_000, seed=9)
+    data_file = tmp_path / "ratings.csv"
+    movielens.write_normalized_csv(ratings, data_file)
+    output_root = tmp_path / "out"
+    log_path = tmp_path / "first.log"
+    with open(log_path, "w") as log:
+        first = subprocess.Popen(
+            _command(data_file, output_root),
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 600
+        while "Epoch 2/" not in log_path.read_text():
+            assert first.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the Trainer never started"
+            time.sleep(0.5)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert not (output_root / "serving_model").exists()
+
+    second = subprocess.run(
+        _command(data_file, output_root)[:-4] + ["--epochs", "2", "--rmse-upper-bound", "10"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-4000:]
+    # ExampleGen, ImportSchemaGen, StatisticsGen, ExampleValidator, the gate and
+    # Transform finished in the killed run and are reused.
+    assert second.stderr.count("A cached execution") >= 5, second.stderr[-4000:]
+    assert "Pushed to:" in second.stdout
+    assert len(list((output_root / "serving_model").glob("*/*/saved_model.pb"))) == 1
