@@ -65,3 +65,53 @@ def tiny_transform(tmp_path_factory):
     # Transform in TFX writes the raw schema too; serving parses with it.
     metadata_io.write_metadata(metadata, os.path.join(work, "metadata"))
     return (transform_fn, metadata), work, transformed
+
+
+def local_runner_command(*args) -> list:
+    """``python local_runner.py ARGS`` with this interpreter."""
+    import sys
+
+    return [sys.executable, str(REPO_ROOT / "local_runner.py"), *map(str, args)]
+
+
+def run_local_runner(*args, env=None, timeout=1200):
+    """Runs local_runner.py in a fresh process, as a user would."""
+    import subprocess
+
+    return subprocess.run(
+        local_runner_command(*args),
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def write_synthetic_ratings(path, num_users, num_movies, num_ratings, seed):
+    """A small generated ratings CSV; returns the Ratings written."""
+    from components import movielens
+    from components import synthetic
+
+    ratings = synthetic.generate_ratings(
+        num_users=num_users, num_movies=num_movies, num_ratings=num_ratings, seed=seed
+    )
+    movielens.write_normalized_csv(ratings, path)
+    return ratings
+
+
+def serialized_examples(pairs, features=("user_id", "movie_id")):
+    """Serialized tf.Examples holding the given (user, movie) string ids.
+
+    ``features`` names which of the two to fill, to build examples missing one.
+    """
+    import tensorflow as tf
+
+    serialized = []
+    for user, movie in pairs:
+        example = tf.train.Example()
+        for name, value in (("user_id", user), ("movie_id", movie)):
+            if name in features:
+                example.features.feature[name].bytes_list.value.append(value.encode())
+        serialized.append(example.SerializeToString())
+    return tf.constant(serialized)

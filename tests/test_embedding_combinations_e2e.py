@@ -7,14 +7,10 @@ statistics and Transform from the cache and retrain only.
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from components import movielens
-from components import synthetic
-from conftest import REPO_ROOT
+from conftest import run_local_runner, write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +27,8 @@ COMBINATIONS = {
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
     work = tmp_path_factory.mktemp("combinations")
-    ratings = synthetic.generate_ratings(num_users=200, num_movies=150, num_ratings=6_000, seed=3)
     path = work / "ratings.csv"
-    movielens.write_normalized_csv(ratings, path)
+    write_synthetic_ratings(path, 200, 150, 6_000, seed=3)
     return path
 
 
@@ -41,29 +36,22 @@ def data_file(tmp_path_factory):
 def test_technique_runs_end_to_end(name, data_file):
     user_spec, movie_spec = COMBINATIONS[name]
     output_root = data_file.parent / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "local_runner.py"),
-            "--data",
-            str(data_file),
-            "--output-root",
-            str(output_root),
-            "--epochs",
-            "2",
-            "--user-embedding",
-            json.dumps(user_spec),
-            "--movie-embedding",
-            json.dumps(movie_spec),
-            # Mechanics, not quality: bless whatever trains.
-            "--rmse-upper-bound",
-            "10",
-            "--rmse-max-increase",
-            "10",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
+    result = run_local_runner(
+        "--data",
+        data_file,
+        "--output-root",
+        output_root,
+        "--epochs",
+        2,
+        "--user-embedding",
+        json.dumps(user_spec),
+        "--movie-embedding",
+        json.dumps(movie_spec),
+        # Mechanics, not quality: bless whatever trains.
+        "--rmse-upper-bound",
+        10,
+        "--rmse-max-increase",
+        10,
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

@@ -3,42 +3,36 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from components import movielens
-from components import synthetic
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, local_runner_command, write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 
 
-def _command(data_file, output_root):
-    return [
-        sys.executable,
-        str(REPO_ROOT / "local_runner.py"),
+def _command(data_file, output_root, epochs):
+    return local_runner_command(
         "--data",
-        str(data_file),
+        data_file,
         "--output-root",
-        str(output_root),
+        output_root,
         "--epochs",
-        "30",
+        epochs,
         "--rmse-upper-bound",
-        "10",
-    ]
+        10,
+    )
 
 
 def test_rerun_after_kill_during_trainer_completes_from_cache(tmp_path):
-    ratings = synthetic.generate_ratings(num_users=200, num_movies=150, num_ratings=6_000, seed=9)
     data_file = tmp_path / "ratings.csv"
-    movielens.write_normalized_csv(ratings, data_file)
+    write_synthetic_ratings(data_file, 200, 150, 6_000, seed=9)
     output_root = tmp_path / "out"
     log_path = tmp_path / "first.log"
     with open(log_path, "w") as log:
         first = subprocess.Popen(
-            _command(data_file, output_root),
+            _command(data_file, output_root, epochs=30),
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -54,7 +48,7 @@ def test_rerun_after_kill_during_trainer_completes_from_cache(tmp_path):
     assert not (output_root / "serving_model").exists()
 
     second = subprocess.run(
-        _command(data_file, output_root)[:-4] + ["--epochs", "2", "--rmse-upper-bound", "10"],
+        _command(data_file, output_root, epochs=2),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -2,51 +2,29 @@
 
 import glob
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from components import movielens
-from components import synthetic
-from conftest import REPO_ROOT
+from conftest import run_local_runner, serialized_examples, write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 
 
-def _examples(pairs):
-    out = []
-    for user, movie in pairs:
-        example = tf.train.Example()
-        example.features.feature["user_id"].bytes_list.value.append(user.encode())
-        example.features.feature["movie_id"].bytes_list.value.append(movie.encode())
-        out.append(example.SerializeToString())
-    return tf.constant(out)
+EPOCHS = 5
 
 
-EPOCHS = "5"
-
-
-def run_local_runner(data_file, output_root, tmp):
-    """local_runner.py in a fresh process, as a user would run it."""
-    return subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "local_runner.py"),
-            "--data",
-            str(data_file),
-            "--output-root",
-            str(output_root),
-            "--epochs",
-            EPOCHS,
-        ],
-        cwd=REPO_ROOT,
+def _run(data_file, output_root, tmp):
+    return run_local_runner(
+        "--data",
+        data_file,
+        "--output-root",
+        output_root,
+        "--epochs",
+        EPOCHS,
         env=dict(os.environ, TMPDIR=str(tmp)),
-        capture_output=True,
-        text=True,
-        timeout=1200,
     )
 
 
@@ -54,12 +32,11 @@ def run_local_runner(data_file, output_root, tmp):
 def pipeline_run(tmp_path_factory):
     """One run on 12k generated ratings."""
     work = tmp_path_factory.mktemp("e2e")
-    ratings = synthetic.generate_ratings(num_users=300, num_movies=200, num_ratings=12_000, seed=7)
     data_file = work / "ratings.csv"
-    movielens.write_normalized_csv(ratings, data_file)
+    ratings = write_synthetic_ratings(data_file, 300, 200, 12_000, seed=7)
     tmp = work / "tmp"
     tmp.mkdir()
-    result = run_local_runner(data_file, work / "out", tmp)
+    result = _run(data_file, work / "out", tmp)
     return work, ratings, result, tmp
 
 
@@ -89,7 +66,7 @@ def test_pushed_model_rates_known_and_unknown_ids(pipeline_run):
         ("user_never_seen", "movie_never_seen"),
         ("", ""),
     ]
-    predicted = serve(examples=_examples(pairs))["rating"].numpy()
+    predicted = serve(examples=serialized_examples(pairs))["rating"].numpy()
     assert predicted.shape == (len(pairs),)
     assert np.all(np.isfinite(predicted))
     assert np.all((predicted >= 0) & (predicted <= 5))
@@ -154,7 +131,7 @@ def test_a_worse_model_is_not_blessed_and_the_pushed_one_stays(pipeline_run):
     )
     bad_file = work / "shuffled" / "ratings.csv"
     movielens.write_normalized_csv(shuffled, bad_file)
-    second = run_local_runner(bad_file, work / "out", tmp)
+    second = _run(bad_file, work / "out", tmp)
 
     assert second.returncode == 3, second.stdout[-3000:] + second.stderr[-3000:]
     assert "NOT blessed" in second.stdout

@@ -8,13 +8,10 @@ CPU kernels may sum in different orders across threads).
 import filecmp
 import os
 import subprocess
-import sys
 
 import pytest
 
-from components import movielens
-from components import synthetic
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, local_runner_command, write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 
@@ -24,24 +21,21 @@ RMSE_TOLERANCE = 2e-3
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("repro")
-    ratings = synthetic.generate_ratings(num_users=200, num_movies=150, num_ratings=6_000, seed=5)
     data_file = work / "ratings.csv"
-    movielens.write_normalized_csv(ratings, data_file)
+    write_synthetic_ratings(data_file, 200, 150, 6_000, seed=5)
     runs = []
     for name in ("a", "b"):
-        command = [
-            sys.executable,
-            str(REPO_ROOT / "local_runner.py"),
+        command = local_runner_command(
             "--data",
-            str(data_file),
+            data_file,
             "--output-root",
-            str(work / name),
+            work / name,
             "--epochs",
-            "2",
+            2,
             # Reproducibility, not quality: bless whatever trains.
             "--rmse-upper-bound",
-            "10",
-        ]
+            10,
+        )
         runs.append(
             subprocess.Popen(
                 command,

@@ -2,8 +2,6 @@
 
 import pytest
 
-from components import synthetic
-from components import movielens
 
 pytestmark = pytest.mark.slow
 
