@@ -7,13 +7,13 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast venv clean-outputs
+.PHONY: run test test-fast venv clean-outputs chromium
 
 run: $(INSTALLED)
 	$(PYTHON) local_runner.py $(ARGS)
 
 # Everything, including the slow end-to-end pipeline runs (this is what CI runs).
-test: $(INSTALLED)
+test: $(INSTALLED) chromium
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # Skips the tests marked slow (whole-pipeline runs); for quick local iteration.
@@ -21,6 +21,21 @@ test-fast: $(INSTALLED)
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 venv: $(INSTALLED)
+
+# The report's screenshot test renders the page in headless Chromium (Debian's
+# package). Installed when missing and we are root (as in CI); otherwise stop
+# and say how, rather than let the test fail halfway through the suite.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing chromium for the report screenshot test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "make test needs Chromium for the report screenshot test and this is not root:" >&2; \
+	    echo "  sudo apt-get install -y chromium   (Debian/Ubuntu), then make test again" >&2; \
+	    exit 1; \
+	  fi; }
 
 # Re-installs only when the declared dependencies or pins change.
 $(INSTALLED): setup.py constraints.txt

@@ -82,6 +82,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "most this (%(default)s)",
     )
     parser.add_argument(
+        "--compare-full-model",
+        action="store_true",
+        help="also train the same model with full-size tables and evaluate against it, "
+        "to see what compression costs per slice (a second Trainer and Evaluator)",
+    )
+    parser.add_argument(
         "--no-cache", action="store_true", help="re-run every component even if nothing changed"
     )
     return parser.parse_args(argv)
@@ -141,6 +147,7 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
         evaluation=configs.EvalSettings(
             rmse_upper_bound=args.rmse_upper_bound, rmse_max_increase=args.rmse_max_increase
         ),
+        compare_full_model=args.compare_full_model,
         beam_pipeline_args=configs.local_beam_pipeline_args(),
         enable_cache=not args.no_cache,
     )
@@ -179,7 +186,21 @@ def main(argv=None) -> int:
     summary = run_summary.summarize(config.metadata_path)
     print()
     print(summary.format())
+    write_report(config)
     return 0 if summary.pushed else EXIT_NOT_BLESSED
+
+
+def write_report(config: configs.PipelineConfig) -> None:
+    """The HTML report of the run, at OUTPUT_ROOT/report.html; prints its path."""
+    from pipeline import report
+
+    try:
+        path = report.write_report(config.output_root, config.pipeline_name)
+    except Exception as e:  # pylint: disable=broad-except
+        # The run's outcome (blessed, pushed) stands whatever happens to the page.
+        print(f"warning: could not write the report: {e!r}", file=sys.stderr)
+        return
+    print(f"Report:         {path}")
 
 
 if __name__ == "__main__":

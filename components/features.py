@@ -27,3 +27,25 @@ NUM_OOV_BUCKETS = 1
 
 INDEX_FEATURE_FOR = {USER_ID: USER_INDEX, MOVIE_ID: MOVIE_INDEX}
 VOCABULARY_FOR = {USER_ID: USER_VOCABULARY, MOVIE_ID: MOVIE_VOCABULARY}
+
+# The Keras model's inputs. Transform also emits the slicing features below;
+# the Trainer keeps only these.
+MODEL_INPUT_FEATURES = (USER_INDEX, MOVIE_INDEX)
+
+# Slicing features, emitted by Transform for the Evaluator (TFMA reads them
+# through the SavedModel's ``transform_features`` signature).
+# Movie popularity block: 0 head, 1 torso, 2 tail; each holds about a third of
+# the train ratings. Movies unseen in train are in the tail.
+MOVIE_POPULARITY_BLOCK = "movie_popularity_block"
+MOVIE_POPULARITY_BLOCK_NAMES = ("head", "torso", "tail")
+# User activity quartile by ratings per user: 0 the most active quarter of the
+# users, 3 the least active quarter (users unseen in train included).
+USER_ACTIVITY_QUARTILE = "user_activity_quartile"
+USER_ACTIVITY_QUARTILE_NAMES = (
+    "most active 25%",
+    "second 25%",
+    "third 25%",
+    "least active 25%",
+)
+# The rating value slices on the label itself.
+SLICING_FEATURES = (MOVIE_POPULARITY_BLOCK, USER_ACTIVITY_QUARTILE, LABEL)

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from components import features
 from trainer.model_config import ModelConfig
+from trainer.model_config import SEED_BASELINE
 from trainer.model_config import SEED_QR_MD
 
 PIPELINE_NAME = "movielens-memory-efficient"
@@ -23,6 +24,10 @@ SCHEMA_DIR = os.path.join(PROJECT_ROOT, "schema")
 # keras-io example splits MovieLens).
 TRAIN_BUCKETS = 17
 EVAL_BUCKETS = 3
+
+# Node ids of the optional full-model comparison (``compare_full_model``).
+FULL_MODEL_TRAINER_ID = "full_model_trainer"
+COMPRESSION_EVALUATOR_ID = "compression_evaluator"
 
 # Module paths of the installed package: components load these by import, so
 # no module file is packaged per run, locally or in a container.
@@ -104,9 +109,15 @@ class PipelineConfig:
 
 
 def full_table_model(model: ModelConfig) -> ModelConfig:
-    """The same model and training with plain full-size user and movie tables."""
+    """The model compression stands in for: the same training, plain full-size tables.
+
+    Full size is the baseline preset's vector width (64), so a preset that
+    also narrows the vectors (``md_16x`` trains 16-d tables) is compared with
+    the full 64-d model it replaces, not with a full 16-d one.
+    """
     return model.replace(
         name=f"{model.name}_full_tables",
+        embedding_dim=SEED_BASELINE.embedding_dim,
         user_embedding={"type": "full"},
         movie_embedding={"type": "full"},
     )

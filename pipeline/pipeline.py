@@ -47,7 +47,14 @@ def eval_config(settings: configs.EvalSettings, with_thresholds: bool = True) ->
     for class_name, module in _PER_SLICE_METRICS:
         metric = tfma.MetricConfig(class_name=class_name, module=module or "")
         if with_thresholds and class_name == "RootMeanSquaredError":
-            metric.threshold.CopyFrom(rmse_threshold)
+            # A plain MetricConfig.threshold would gate every slice (one
+            # badly served rating value would block the model); the
+            # blessing is about the overall slice only.
+            metric.per_slice_thresholds.append(
+                tfma.PerSliceMetricThreshold(
+                    slicing_specs=[tfma.SlicingSpec()], threshold=rmse_threshold
+                )
+            )
         metric_configs.append(metric)
     return tfma.EvalConfig(
         model_specs=[
@@ -119,7 +126,7 @@ def create_pipeline(
                 "model": dataclasses.asdict(configs.full_table_model(config.model)),
                 **(config.vertex_training or {}),
             },
-        ).with_id("full_model_trainer")
+        ).with_id(configs.FULL_MODEL_TRAINER_ID)
         # Measures only: its blessing output records no decision, so neither
         # the Pusher nor the latest-blessed-model lookup depends on it.
         compression_evaluator = tfx.components.Evaluator(
@@ -127,7 +134,7 @@ def create_pipeline(
             model=trainer.outputs["model"],
             baseline_model=full_model_trainer.outputs["model"],
             eval_config=eval_config(config.evaluation, with_thresholds=False),
-        ).with_id("compression_evaluator")
+        ).with_id(configs.COMPRESSION_EVALUATOR_ID)
         comparison = [full_model_trainer, compression_evaluator]
 
     latest_blessed_model = tfx.dsl.Resolver(

@@ -1,5 +1,6 @@
 """create_pipeline wiring and settings, compiled to TFX IR without running."""
 
+import tensorflow_model_analysis as tfma
 from tfx.dsl.compiler import compiler
 
 from pipeline import configs
@@ -63,13 +64,60 @@ def test_eval_config_carries_the_thresholds():
     eval_config = pipeline_lib.eval_config(settings)
     (spec,) = eval_config.metrics_specs
     by_name = {m.class_name: m for m in spec.metrics}
-    assert {"ExampleCount", "MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError"} <= set(
-        by_name
-    )
-    threshold = by_name["RootMeanSquaredError"].threshold
+    assert {
+        "ExampleCount",
+        "MeanSquaredError",
+        "MeanAbsoluteError",
+        "RootMeanSquaredError",
+        "MeanLabel",
+        "MeanPrediction",
+    } <= set(by_name)
+    # The thresholds gate the overall slice only, never the analysis slices.
+    (per_slice,) = by_name["RootMeanSquaredError"].per_slice_thresholds
+    assert list(per_slice.slicing_specs) == [tfma.SlicingSpec()]
+    assert not by_name["RootMeanSquaredError"].HasField("threshold")
+    threshold = per_slice.threshold
     assert threshold.value_threshold.upper_bound.value == 0.97
     assert threshold.change_threshold.absolute.value == 0.02
     assert eval_config.model_specs[0].label_key == "rating"
+
+
+def test_eval_config_slices_on_the_configured_transformed_features():
+    settings = configs.EvalSettings(slicing_features=("user_activity_quartile", "rating"))
+    eval_config = pipeline_lib.eval_config(settings)
+    assert [list(s.feature_keys) for s in eval_config.slicing_specs] == [
+        [],  # overall
+        ["user_activity_quartile"],
+        ["rating"],
+    ]
+    assert list(eval_config.model_specs[0].preprocessing_function_names) == ["transform_features"]
+    default = pipeline_lib.eval_config(configs.EvalSettings())
+    assert [list(s.feature_keys) for s in default.slicing_specs] == [
+        [],
+        ["movie_popularity_block"],
+        ["user_activity_quartile"],
+        ["rating"],
+    ]
+
+
+def test_an_eval_config_without_thresholds_blesses_nothing():
+    eval_config = pipeline_lib.eval_config(configs.EvalSettings(), with_thresholds=False)
+    assert not tfma.metrics.metric_thresholds_from_metrics_specs(eval_config.metrics_specs)
+
+
+def test_full_model_comparison_adds_a_trainer_and_an_evaluator_off_the_blessing_path():
+    assert configs.FULL_MODEL_TRAINER_ID not in _compiled(_config())
+    narrow = model_config.SEED_QR_MD.replace(embedding_dim=16, learning_rate=0.004)
+    nodes = _compiled(_config(compare_full_model=True, model=narrow))
+    trainer = nodes[configs.FULL_MODEL_TRAINER_ID]
+    custom = trainer.parameters.parameters["custom_config"].field_value.string_value
+    assert '"user_embedding": {"type": "full"}' in custom
+    assert '"movie_embedding": {"type": "full"}' in custom
+    assert '"embedding_dim": 64' in custom  # full size, whatever the compressed width
+    assert '"learning_rate": 0.004' in custom  # otherwise trained alike
+    evaluator = nodes[configs.COMPRESSION_EVALUATOR_ID]
+    assert {"Trainer", configs.FULL_MODEL_TRAINER_ID} <= set(evaluator.upstream_nodes)
+    assert configs.COMPRESSION_EVALUATOR_ID not in nodes["Pusher"].upstream_nodes
 
 
 def test_local_beam_args_name_a_setup_file_so_tfx_builds_no_sdist():

@@ -17,6 +17,12 @@ from ml_metadata.proto import metadata_store_pb2
 
 from trainer import task as trainer_task
 
+# The ids of the pipeline's nodes (TFX names a node after its component class
+# unless told otherwise).
+TRAINER = "Trainer"
+EVALUATOR = "Evaluator"
+PUSHER = "Pusher"
+
 EVAL_METRICS = (
     "example_count",
     "mean_squared_error",
@@ -77,9 +83,44 @@ def format_memory_report(report: Dict) -> str:
     return "\n".join(lines)
 
 
-def _latest(store, type_name):
-    artifacts = store.get_artifacts_by_type(type_name)
-    return max(artifacts, key=lambda a: a.id) if artifacts else None
+def latest_run_outputs(store: metadata_store.MetadataStore) -> Dict[str, Dict[str, object]]:
+    """Output artifacts of the latest pipeline run: {node id: {output key: artifact}}.
+
+    Looked up by the node that produced them, not by type alone: with the
+    full-model comparison on, two Trainers and two Evaluators write Models and
+    ModelEvaluations in the same run. A cached node is recorded in the run too,
+    with its earlier outputs.
+    """
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return {}
+    latest_run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    executions = store.get_executions_by_context(latest_run.id)
+    node_of_execution = {}
+    for execution in executions:
+        for context in store.get_contexts_by_execution(execution.id):
+            if context.type == "node":
+                # Node contexts are named "<pipeline>.<node id>".
+                node_of_execution[execution.id] = context.name.rsplit(".", 1)[-1]
+    events = [
+        e
+        for e in store.get_events_by_execution_ids(list(node_of_execution))
+        if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+    ]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    outputs: Dict[str, Dict[str, object]] = {}
+    for event in events:
+        output_key = event.path.steps[0].key if event.path.steps else ""
+        node_outputs = outputs.setdefault(node_of_execution[event.execution_id], {})
+        node_outputs[output_key] = artifacts[event.artifact_id]
+    return outputs
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
 
 
 def _custom_int(artifact, key, default=0) -> int:
@@ -88,14 +129,11 @@ def _custom_int(artifact, key, default=0) -> int:
 
 
 def summarize(metadata_path: str) -> RunSummary:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
-    model = _latest(store, "Model")
-    blessing = _latest(store, "ModelBlessing")
-    evaluation = _latest(store, "ModelEvaluation")
-    pushed = _latest(store, "PushedModel")
+    outputs = latest_run_outputs(open_store(metadata_path))
+    model = outputs.get(TRAINER, {}).get("model")
+    blessing = outputs.get(EVALUATOR, {}).get("blessing")
+    evaluation = outputs.get(EVALUATOR, {}).get("evaluation")
+    pushed = outputs.get(PUSHER, {}).get("pushed_model")
     if not (model and blessing and evaluation and pushed):
         raise RuntimeError(f"{metadata_path} records no complete run")
 
@@ -136,15 +174,20 @@ def validation_failures(validation) -> List[str]:
     for per_slice in validation.metric_validations_per_slice:
         for failure in per_slice.failures:
             key = failure.metric_key
-            name = key.name + (
-                " (change vs latest blessed)" if key.is_diff else ""
-            )
+            name = key.name + (" (change vs latest blessed)" if key.is_diff else "")
+            slice_keys = per_slice.slice_key.single_slice_keys
+            if slice_keys:
+                name += " on slice " + ", ".join(
+                    f"{k.column}={getattr(k, k.WhichOneof('kind'))}" for k in slice_keys
+                )
             lines.append(
                 f"{name}: {failure.metric_value.double_value.value:.4f} "
                 f"fails {_threshold_text(failure.metric_threshold)}"
             )
-    for reason in validation.missing_thresholds:
-        lines.append(f"missing threshold: {reason}")
+    if validation.missing_thresholds:
+        lines.append("no thresholds configured: nothing to bless against")
+    for spec in validation.missing_slices:
+        lines.append(f"slice with a threshold had no examples: {spec}")
     if validation.HasField("validation_details") and not lines:
         lines.append(str(validation.validation_details))
     return lines

@@ -21,6 +21,7 @@ import yaml
 import kubeflow_v2_runner
 from pipeline import cloud
 from pipeline import configs
+from trainer import model_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -417,7 +418,7 @@ def test_trainer_runs_as_a_vertex_job_in_the_pipeline_image(cloud_spec):
         "accelerator_count": 1,
     }
     # run_fn still finds its model settings next to the Vertex ones.
-    assert custom_config["model"]["name"] == "qr_md"
+    assert custom_config["model"]["name"] == model_config.DEFAULT_MODEL
 
 
 def test_pusher_deploys_to_a_vertex_endpoint(cloud_spec):

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import movielens
 from conftest import run_local_runner, serialized_examples, write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
@@ -115,27 +114,34 @@ def _pushed_versions(output_root):
 
 
 def test_a_worse_model_is_not_blessed_and_the_pushed_one_stays(pipeline_run):
-    """Labels shuffled on purpose: the gate must hold and say why."""
-    work, ratings, first, tmp = pipeline_run
+    """Same data, a model made worse on purpose (the seed's baseline, one epoch).
+
+    The Evaluator compares it with the latest blessed model on the same eval
+    split, so the change threshold must hold it back and say why.
+    """
+    work, _, first, tmp = pipeline_run
     assert first.returncode == 0, first.stderr[-3000:]
     before = _pushed_versions(work / "out")
     saved_model = next((work / "out" / "serving_model").glob("*/*/saved_model.pb"))
     saved_bytes = saved_model.read_bytes()
 
-    shuffled = movielens.Ratings(
-        user_ids=ratings.user_ids,
-        movie_ids=ratings.movie_ids,
-        ratings=np.random.default_rng(0).permutation(ratings.ratings),
-        source="shuffled",
-        format="normalized",
+    second = run_local_runner(
+        "--data",
+        work / "ratings.csv",
+        "--output-root",
+        work / "out",
+        "--model",
+        "baseline",
+        "--epochs",
+        1,
+        "--rmse-upper-bound",
+        10,
+        env=dict(os.environ, TMPDIR=str(tmp)),
     )
-    bad_file = work / "shuffled" / "ratings.csv"
-    movielens.write_normalized_csv(shuffled, bad_file)
-    second = _run(bad_file, work / "out", tmp)
 
     assert second.returncode == 3, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "NOT blessed" in second.stdout
-    assert "root_mean_squared_error" in second.stdout.split("NOT blessed")[1]
+    reasons = second.stdout.split("NOT blessed")[1]
+    assert "root_mean_squared_error" in reasons and "change" in reasons
     assert "Not pushed" in second.stdout
     assert _pushed_versions(work / "out") == before
     assert saved_model.read_bytes() == saved_bytes

@@ -65,6 +65,10 @@ Spec reference (keys not listed for a type are rejected)
     param_budget (int | None, default None)
         Instead of base_dim: the largest head dim whose total parameters
         (tables + projections, or the tail QR's tables) fit the budget.
+    compression (float | None, default None)
+        Instead of base_dim or param_budget: a budget that follows the
+        vocabulary, ``param_budget = floor(input_dim * output_dim /
+        compression)`` (> 1), i.e. at least this ratio to a full table.
     round_to_power_of_two (bool, default False)
         Round alpha-rule dims to the nearest power of two.
     min_dim (int, default 1)
@@ -101,6 +105,7 @@ _SPEC_DEFAULTS = {
     "qr": dict(_QR_KEYS, threshold=0),
     "md": {"blocks": None, "block_fractions": None, "block_sizes": None,
            "alpha": None, "base_dim": None, "param_budget": None,
+           "compression": None,
            "dims": None, "round_to_power_of_two": False, "min_dim": 1,
            "tail_qr": None},
 }
@@ -199,13 +204,22 @@ def _build_md(options: Dict[str, Any], counts: Sequence[float],
               regularizer) -> MDEmbedding:
     _exclusive(options, ("blocks", "block_fractions", "block_sizes"),
                "md spec")
-    _exclusive(options, ("base_dim", "param_budget"), "md spec")
-    for key in ("alpha", "base_dim", "param_budget"):
+    _exclusive(options, ("base_dim", "param_budget", "compression"),
+               "md spec")
+    for key in ("alpha", "base_dim", "param_budget", "compression"):
         if options["dims"] is not None and options[key] is not None:
             raise ValueError(f"md spec: 'dims' excludes {key!r}")
     tail_qr = options["tail_qr"]
     if tail_qr is not None:
         tail_qr = _with_defaults(tail_qr, _QR_KEYS, "md spec 'tail_qr'")
+
+    if options["compression"] is not None:
+        if not options["compression"] > 1:
+            raise ValueError(
+                f"md spec: compression must be > 1, got "
+                f"{options['compression']}")
+        options = dict(options, param_budget=int(
+            input_dim * output_dim // options["compression"]))
 
     offsets = _md_offsets(options, counts, input_dim)
     rows = [hi - lo for lo, hi in zip(offsets[:-1], offsets[1:])]

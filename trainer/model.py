@@ -6,6 +6,7 @@ The embedding tables are whatever ``ModelConfig.user_embedding`` and
 so a comparison between techniques compares only the tables.
 """
 
+import copy
 import math
 from typing import Dict, Sequence
 
@@ -13,7 +14,9 @@ import keras
 
 from components import features
 from trainer import embeddings
+from trainer.md_embedding import MDEmbedding
 from trainer.model_config import ModelConfig
+from trainer.model_config import RATING_HEADS
 
 
 @keras.saving.register_keras_serializable(package="memrec")
@@ -42,35 +45,71 @@ class RowL2(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="memrec")
 class RatingHead(keras.layers.Layer):
-    """``max_rating * sigmoid(score + bias)``: a rating in [0, max_rating].
+    """Turns a score into a rating in ``[min_rating, max_rating]``.
 
-    The bias starts at ``logit(initial_rating / max_rating)`` so that a model
-    whose embeddings are still near zero predicts ``initial_rating`` (the mean
-    training rating when asked) instead of ``max_rating / 2``.
+    ``kind="sigmoid"`` (the seed's head when ``min_rating`` is 0):
+    ``min_rating + (max_rating - min_rating) * sigmoid(score + bias)``.
+
+    ``kind="linear"``: ``score + bias``, clipped to the range on the forward
+    pass only. The gradient is that of the unclipped value (straight-through),
+    so a prediction outside the range is still pulled back towards its target
+    instead of receiving no gradient at all, and the bias and the dot product
+    are additive, as in biased matrix factorisation.
+
+    The bias starts where an untrained model (embeddings near zero) predicts
+    ``initial_rating`` (the mean training rating when asked); without one,
+    the middle of the range.
     """
 
-    def __init__(self, max_rating: float = 5.0, initial_rating: float = None, **kwargs):
+    def __init__(
+        self,
+        max_rating: float = 5.0,
+        initial_rating: float = None,
+        min_rating: float = 0.0,
+        kind: str = "sigmoid",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        if kind not in RATING_HEADS:
+            raise ValueError(f"rating head must be one of {RATING_HEADS}, got {kind!r}")
+        if not min_rating < max_rating:
+            raise ValueError(f"need min_rating < max_rating, got {min_rating}, {max_rating}")
         self.max_rating = float(max_rating)
+        self.min_rating = float(min_rating)
         self.initial_rating = None if initial_rating is None else float(initial_rating)
+        self.kind = kind
+
+    def _initial_bias(self) -> float:
+        middle = (self.min_rating + self.max_rating) / 2
+        start = middle if self.initial_rating is None else self.initial_rating
+        if self.kind == "linear":
+            return start
+        p = (start - self.min_rating) / (self.max_rating - self.min_rating)
+        p = min(max(p, 1e-3), 1 - 1e-3)
+        return math.log(p / (1 - p))
 
     def build(self, input_shape):
-        start = 0.0
-        if self.initial_rating is not None:
-            p = min(max(self.initial_rating / self.max_rating, 1e-3), 1 - 1e-3)
-            start = math.log(p / (1 - p))
         self.bias = self.add_weight(
-            name="global_bias", shape=(), initializer=keras.initializers.Constant(start)
+            name="global_bias",
+            shape=(),
+            initializer=keras.initializers.Constant(self._initial_bias()),
         )
 
     def call(self, score):
-        return self.max_rating * keras.ops.sigmoid(score + self.bias)
+        score = score + self.bias
+        if self.kind == "sigmoid":
+            span = self.max_rating - self.min_rating
+            return self.min_rating + span * keras.ops.sigmoid(score)
+        clipped = keras.ops.clip(score, self.min_rating, self.max_rating)
+        return score + keras.ops.stop_gradient(clipped - score)
 
     def get_config(self):
         return {
             **super().get_config(),
             "max_rating": self.max_rating,
             "initial_rating": self.initial_rating,
+            "min_rating": self.min_rating,
+            "kind": self.kind,
         }
 
 
@@ -101,11 +140,16 @@ def build_model(
     )
     score = keras.layers.Dot(axes=-1, name="dot")([user_vector, movie_vector])
     if config.use_biases:
-        user_bias = _bias(len(user_counts), config.l2, "user_bias")(user_index)
-        movie_bias = _bias(len(movie_counts), config.l2, "movie_bias")(movie_index)
+        bias_l2 = config.l2 if config.bias_l2 is None else config.bias_l2
+        user_bias = _bias(len(user_counts), bias_l2, "user_bias")(user_index)
+        movie_bias = _bias(len(movie_counts), bias_l2, "movie_bias")(movie_index)
         score = keras.layers.Add(name="score")([score, user_bias, movie_bias])
     rating = RatingHead(
-        config.max_rating, mean_rating if config.init_at_mean_rating else None, name="rating"
+        max_rating=config.max_rating,
+        initial_rating=mean_rating if config.init_at_mean_rating else None,
+        min_rating=config.min_rating,
+        kind=config.rating_head,
+        name="rating",
     )(score)
     model = keras.Model(
         inputs={features.USER_INDEX: user_index, features.MOVIE_INDEX: movie_index},
@@ -113,7 +157,7 @@ def build_model(
         name=config.name,
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=_optimizer(config),
         loss="mean_squared_error",
         metrics=[
             keras.metrics.RootMeanSquaredError(name="rmse"),
@@ -123,17 +167,31 @@ def build_model(
     return model
 
 
+def _optimizer(config: ModelConfig) -> keras.optimizers.Optimizer:
+    settings = dict(
+        learning_rate=config.learning_rate,
+        beta_2=config.adam_beta_2,
+        epsilon=config.adam_epsilon,
+    )
+    if config.weight_decay:
+        # Decoupled decay shrinks every row every step, seen in the batch or
+        # not, unlike the per-looked-up-row L2 penalty.
+        return keras.optimizers.AdamW(weight_decay=config.weight_decay, **settings)
+    return keras.optimizers.Adam(**settings)
+
+
 def id_embeddings(
     config: ModelConfig, user_counts: Sequence[int], movie_counts: Sequence[int]
 ) -> Dict[str, keras.layers.Layer]:
     """The user and movie embedding layers, keyed by raw feature name."""
-    return {
+    layers = {
         features.USER_ID: embeddings.build_embedding(
             config.user_embedding,
             user_counts,
             features.NUM_OOV_BUCKETS,
             config.embedding_dim,
             name="user_embedding",
+            initializer=_initializer(config),
         ),
         features.MOVIE_ID: embeddings.build_embedding(
             config.movie_embedding,
@@ -141,8 +199,39 @@ def id_embeddings(
             features.NUM_OOV_BUCKETS,
             config.embedding_dim,
             name="movie_embedding",
+            initializer=_initializer(config),
         ),
     }
+    if config.md_projections == "nested":
+        for layer in layers.values():
+            if isinstance(layer, MDEmbedding):
+                _nest_projections(layer)
+    return layers
+
+
+def _nest_projections(layer: MDEmbedding) -> None:
+    """Fixes every MD projection at ``[I, 0]``: a d-dim row fills the first d coordinates.
+
+    All blocks then share their leading coordinates (a narrow tail row
+    interacts with the first coordinates of a wide head row, as in a
+    truncated embedding), and nothing but the rows is learned. Learned
+    projections are shared by a whole block and updated by every example,
+    and under Adam with a per-row L2 they shrink and wander before the rows
+    they serve have learned anything; fixing them trains measurably better
+    (benchmarks/README.md).
+    """
+    layer.projection_initializer = keras.initializers.Identity()
+    layer.build()
+    for weight in layer.weights:
+        if weight.name.endswith("_projection"):
+            weight.trainable = False
+
+
+def _initializer(config: ModelConfig):
+    """A fresh initializer per table (None keeps each layer's own default)."""
+    if config.embeddings_initializer is None:
+        return None
+    return keras.initializers.get(copy.deepcopy(config.embeddings_initializer))
 
 
 def _bias(vocab_size: int, l2: float, name: str) -> keras.Sequential:

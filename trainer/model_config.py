@@ -9,6 +9,11 @@ import dataclasses
 import json
 from typing import Any, Dict, Optional
 
+# How a score becomes a rating; see ModelConfig.rating_head.
+RATING_HEADS = ("sigmoid", "linear")
+# How narrow MD blocks are lifted to the common width; see ModelConfig.md_projections.
+MD_PROJECTIONS = ("learned", "nested")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -22,11 +27,36 @@ class ModelConfig:
       movie_embedding: spec of the movie table, e.g. ``{"type": "md", ...}``.
       use_biases: add a per-user and a per-movie scalar bias.
       l2: L2 penalty on embedding rows (and biases), per looked-up row.
+      bias_l2: L2 penalty on the per-user and per-movie biases, per looked-up
+        row; None uses ``l2``.
       init_at_mean_rating: start the output bias so an untrained model
-        predicts the training mean instead of sigmoid(0) * max_rating.
-      max_rating: predictions are ``max_rating * sigmoid(score)``, so they lie
-        in [0, max_rating] for any input, unknown ids included.
+        predicts the training mean instead of the middle of the rating range
+        (for the seed's head, sigmoid(0) * max_rating = 2.5).
+      rating_head: "sigmoid" (the seed's): ``min_rating + (max_rating -
+        min_rating) * sigmoid(score)``, or "linear": the score itself, clipped
+        to [min_rating, max_rating] on the forward pass with the unclipped
+        gradient (see ``trainer.model.RatingHead``).
+      min_rating, max_rating: the range every prediction lies in, for any
+        input, unknown ids included. The seed's head spans [0, 5].
+      embeddings_initializer: initializer of the id tables, as Keras accepts
+        it in JSON (a name such as "uniform" or ``{"class_name":
+        "RandomNormal", "config": {"stddev": 0.1}}``); None keeps each
+        layer's default (uniform(-0.05, 0.05) for plain and MD tables, a
+        variance-matched uniform for QR tables).
+      md_projections: how MD blocks narrower than ``embedding_dim`` reach
+        it: "learned" (the layer's default: glorot-initialised projections,
+        trained) or "nested" (fixed ``[I, 0]`` projections: a d-dim row fills
+        the first d coordinates, zeros after; see
+        ``trainer.model._nest_projections``). Projections count as embedding
+        parameters either way.
+      weight_decay: if > 0, AdamW's decoupled weight decay on every weight,
+        on top of (or instead of) the per-row ``l2``.
       learning_rate, batch_size, epochs: Adam settings and length of training.
+      adam_beta_2, adam_epsilon: Adam's second-moment decay and epsilon. An
+        embedding row gets a gradient only in the batches that hold its id,
+        so its second moment decays between sightings and plain Adam takes
+        large steps on rare ids; a shorter memory (beta_2 0.99) and a larger
+        epsilon temper that.
       early_stopping_patience: epochs without eval improvement before stopping
         (best weights restored); 0 trains all ``epochs``.
       shuffle_buffer: rows shuffled together when reading the train split.
@@ -39,14 +69,30 @@ class ModelConfig:
     movie_embedding: Dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
     use_biases: bool = False
     l2: float = 0.0
+    bias_l2: Optional[float] = None
     init_at_mean_rating: bool = False
+    rating_head: str = "sigmoid"
+    min_rating: float = 0.0
     max_rating: float = 5.0
+    embeddings_initializer: Optional[Any] = None
+    md_projections: str = "learned"
+    weight_decay: float = 0.0
     learning_rate: float = 1e-3
+    adam_beta_2: float = 0.999
+    adam_epsilon: float = 1e-7
     batch_size: int = 128
     epochs: int = 3
     early_stopping_patience: int = 0
     shuffle_buffer: int = 100_000
     seed: int = 42
+
+    def __post_init__(self):
+        if self.rating_head not in RATING_HEADS:
+            raise ValueError(f"rating_head must be one of {RATING_HEADS}, got {self.rating_head!r}")
+        if self.md_projections not in MD_PROJECTIONS:
+            raise ValueError(
+                f"md_projections must be one of {MD_PROJECTIONS}, got {self.md_projections!r}"
+            )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -80,7 +126,65 @@ SEED_QR_MD = ModelConfig(
     },
 )
 
-PRESETS = {c.name: c for c in (SEED_BASELINE, SEED_QR_MD)}
+# The tuned full model: 64-d tables, per-user and per-movie biases, an output
+# that starts at the mean rating and adds the dot product linearly, per-row
+# L2 on the factors (almost none on the biases) and an Adam whose short
+# second-moment memory keeps rare ids from taking outsized steps. Measured in
+# benchmarks/README.md.
+FULL = ModelConfig(
+    name="full",
+    use_biases=True,
+    l2=0.08,
+    bias_l2=0.001,
+    init_at_mean_rating=True,
+    rating_head="linear",
+    min_rating=0.5,
+    learning_rate=4e-3,
+    adam_beta_2=0.99,
+    adam_epsilon=1e-4,
+    batch_size=512,
+    epochs=30,
+    early_stopping_patience=2,
+)
+
+# The compressed presets train like FULL but with half its per-row L2: a
+# narrow table already limits what each row can fit, and at 0.08 the few
+# factors they have barely leave zero (benchmarks/README.md). Their budgets
+# are ``compression`` knobs, ratios to a full table of the model's own
+# ``embedding_dim``, so they follow any vocabulary size: ``embedding_dim`` 16
+# at ratio 4 is 16x fewer parameters than full 64-d tables.
+_COMPRESSED_DIM = 16
+_RATIO_16X = 16 * _COMPRESSED_DIM / 64
+_COMPRESSED = FULL.replace(embedding_dim=_COMPRESSED_DIM, l2=0.04)
+
+# Mixed-dimension tables on both sides: four blocks of equal lookup mass,
+# dims by the alpha power rule (popular ids wide, rare ids narrow), each
+# narrow block zero-padded into the shared width ("nested" projections).
+_MD_SPEC = {"type": "md", "blocks": 4, "alpha": 0.3, "compression": _RATIO_16X}
+MD_16X = _COMPRESSED.replace(
+    name="md_16x",
+    user_embedding=_MD_SPEC,
+    movie_embedding=_MD_SPEC,
+    md_projections="nested",
+)
+
+# Quotient-remainder tables on both sides, the remainder table as large as
+# the budget allows. Ids are sorted by frequency, so the first
+# ``num_buckets`` ids (the head) share only the first quotient row and keep
+# vectors of their own; the tail shares them. "concat" (half the width from
+# each table) trained best of the three combiners; "mult" starts as a
+# product of two small factors and barely leaves zero.
+_QR_SPEC = {"type": "qr", "operation": "concat", "compression": _RATIO_16X}
+QR_16X = _COMPRESSED.replace(name="qr_16x", user_embedding=_QR_SPEC, movie_embedding=_QR_SPEC)
+
+# MD_16X whose rarest block is a QR table (m = sqrt(rows)), which leaves more
+# of the budget to the wider blocks.
+_MD_QR_SPEC = {**_MD_SPEC, "tail_qr": {"operation": "mult"}}
+MD_QR_16X = MD_16X.replace(
+    name="md_qr_16x", user_embedding=_MD_QR_SPEC, movie_embedding=_MD_QR_SPEC
+)
+
+PRESETS = {c.name: c for c in (SEED_BASELINE, SEED_QR_MD, FULL, MD_16X, QR_16X, MD_QR_16X)}
 
 
 def preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> ModelConfig:
@@ -89,5 +193,7 @@ def preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> ModelConfig
     config = PRESETS[name]
     return config.replace(**overrides) if overrides else config
 
-# The preset local_runner.py and the pipeline use unless told otherwise.
-DEFAULT_MODEL = "qr_md"
+# The preset local_runner.py and the pipeline use unless told otherwise: the
+# best configuration at 16x fewer embedding parameters than full 64-d tables
+# (benchmarks/README.md).
+DEFAULT_MODEL = "md_16x"

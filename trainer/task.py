@@ -71,6 +71,11 @@ def input_dataset(
         ),
         tf_transform_output.transformed_metadata.schema,
     )
+    # Transform also emits the Evaluator's slicing features; Keras warns on
+    # every trace when a dict input has keys the model does not take.
+    dataset = dataset.map(
+        lambda inputs, label: ({k: inputs[k] for k in features.MODEL_INPUT_FEATURES}, label)
+    )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
