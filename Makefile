@@ -41,7 +41,7 @@ chromium:
 $(INSTALLED): setup.py constraints.txt
 	@test -x $(PYTHON) || "$$(bash scripts/find_python310.sh)" -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade "pip==24.3.1"
-	$(PYTHON) -m pip install --quiet -c constraints.txt -e ".[test,plots]"
+	$(PYTHON) -m pip install --quiet -c constraints.txt -e ".[test]"
 	@touch $@
 
 clean-outputs:

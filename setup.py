@@ -43,11 +43,11 @@ setuptools.setup(
         "numpy>=1.22,<2",
         "pandas",  # fast parsing of the MovieLens files
         "tqdm",  # download progress
+        "matplotlib>=3.8,<3.10",  # the run report's charts and the benchmark plots
     ],
     extras_require={
         # kfp: the tests load the compiled Kubeflow / Vertex AI spec with it.
         "test": ["pytest>=8", "kfp>=2.5,<2.6"],
-        "plots": ["matplotlib>=3.8,<3.10"],
         # Compiling for Kubeflow Pipelines v2 / Vertex AI (kubeflow_v2_runner.py).
         "kubeflow": ["kfp>=2.5,<2.6"],
     },
