@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 
+from pipeline import cli
 from pipeline import cloud
 from pipeline import configs
 
@@ -26,8 +27,6 @@ DEFAULT_OUTPUT_FILE = "pipeline.json"
 
 def parse_args(argv=None) -> argparse.Namespace:
     """Parses the flags and fills in the defaults that derive from other flags."""
-    from trainer import model_config  # pylint: disable=g-import-not-at-top
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -71,13 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=configs.PIPELINE_NAME,
         help="(default: %(default)s)",
     )
-    what.add_argument(
-        "--model",
-        default=model_config.DEFAULT_MODEL,
-        choices=sorted(model_config.PRESETS),
-        help="model preset (default: %(default)s)",
-    )
-    what.add_argument("--epochs", type=int, help="override the preset's epochs")
+    cli.add_model_arguments(what)
+    cli.add_evaluation_arguments(what)
     what.add_argument(
         "--no-cache", action="store_true", help="re-run every component even if nothing changed"
     )
@@ -205,17 +199,11 @@ def _fill_in_derived_defaults(args: argparse.Namespace, parser: argparse.Argumen
     ]:
         if not value.startswith("gs://"):
             parser.error(f"{flag} must be a gs:// path, got {value!r}")
-    if args.epochs is not None and args.epochs < 1:
-        parser.error("--epochs must be at least 1")
 
 
 def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     """The PipelineConfig for a run on Google Cloud, with paths inside the image."""
-    from trainer import model_config  # pylint: disable=g-import-not-at-top
-
-    model = model_config.preset(args.model)
-    if args.epochs:
-        model = model.replace(epochs=args.epochs)
+    model = cli.model_from_args(args)
 
     if args.dataflow:
         beam_pipeline_args = cloud.dataflow_beam_pipeline_args(
@@ -258,6 +246,8 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         output_root=args.output_root,
         pipeline_name=args.pipeline_name,
         model=model,
+        evaluation=cli.evaluation_from_args(args),
+        compare_full_model=args.compare_full_model,
         beam_pipeline_args=beam_pipeline_args,
         enable_cache=not args.no_cache,
         schema_dir=cloud.CONTAINER_SCHEMA_DIR,

@@ -10,14 +10,13 @@ bless it (nothing pushed, earlier pushed versions untouched); 2 on bad input dat
 """
 
 import argparse
-import json
 import os
 import sys
 
 from components import movielens
 from components import synthetic
+from pipeline import cli
 from pipeline import configs
-from trainer import model_config
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_BLESSED = 3
@@ -53,54 +52,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=DEFAULT_OUTPUT_ROOT,
         help="pipeline artifacts, ML Metadata and pushed models go here (%(default)s)",
     )
-    parser.add_argument(
-        "--model",
-        default=model_config.DEFAULT_MODEL,
-        choices=sorted(model_config.PRESETS),
-        help="model preset (default: %(default)s)",
-    )
-    parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
-    for feature in ("user", "movie"):
-        parser.add_argument(
-            f"--{feature}-embedding",
-            type=json_object,
-            metavar="JSON",
-            help=f"override the preset's {feature} table, e.g. "
-            '\'{"type": "qr", "num_buckets": 32}\' (see README: Models and their knobs)',
-        )
-    parser.add_argument(
-        "--rmse-upper-bound",
-        type=float,
-        default=configs.EvalSettings.rmse_upper_bound,
-        help="bless only models with eval RMSE at most this (%(default)s)",
-    )
-    parser.add_argument(
-        "--rmse-max-increase",
-        type=float,
-        default=configs.EvalSettings.rmse_max_increase,
-        help="bless only models whose eval RMSE exceeds the latest blessed model's by at "
-        "most this (%(default)s)",
-    )
-    parser.add_argument(
-        "--compare-full-model",
-        action="store_true",
-        help="also train the same model with full-size tables and evaluate against it, "
-        "to see what compression costs per slice (a second Trainer and Evaluator)",
-    )
+    cli.add_model_arguments(parser)
+    cli.add_evaluation_arguments(parser)
     parser.add_argument(
         "--no-cache", action="store_true", help="re-run every component even if nothing changed"
     )
     return parser.parse_args(argv)
-
-
-def json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got: {text}")
-    return value
 
 
 def load_ratings(args) -> tuple[str, movielens.Ratings]:
@@ -133,20 +90,11 @@ def prepare_data(args) -> str:
 
 
 def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
-    model = model_config.preset(args.model)
-    if args.epochs:
-        model = model.replace(epochs=args.epochs)
-    if args.user_embedding:
-        model = model.replace(user_embedding=args.user_embedding)
-    if args.movie_embedding:
-        model = model.replace(movie_embedding=args.movie_embedding)
     return configs.PipelineConfig(
         data_root=data_root,
         output_root=os.path.abspath(args.output_root),
-        model=model,
-        evaluation=configs.EvalSettings(
-            rmse_upper_bound=args.rmse_upper_bound, rmse_max_increase=args.rmse_max_increase
-        ),
+        model=cli.model_from_args(args),
+        evaluation=cli.evaluation_from_args(args),
         compare_full_model=args.compare_full_model,
         beam_pipeline_args=configs.local_beam_pipeline_args(),
         enable_cache=not args.no_cache,

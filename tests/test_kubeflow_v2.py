@@ -663,3 +663,29 @@ def test_dockerignore_keeps_local_state_out_of_the_image():
     for local_only in [".venv/bin/python", "outputs/metadata/x.db", ".git/HEAD"]:
         assert _dockerignored(local_only, patterns), local_only
     assert _dockerignored("trainer/__pycache__/task.cpython-310.pyc", patterns)
+
+
+def test_model_and_evaluation_flags_match_the_local_runner(tmp_path):
+    import local_runner
+
+    shared = [
+        "--model",
+        "baseline",
+        "--epochs",
+        "4",
+        "--movie-embedding",
+        '{"type": "md", "blocks": 3}',
+        "--rmse-upper-bound",
+        "0.95",
+        "--rmse-max-increase",
+        "0.02",
+        "--compare-full-model",
+    ]
+    local = local_runner.pipeline_config(local_runner.parse_args(shared), str(tmp_path))
+    cloud_config = kubeflow_v2_runner.build_config(
+        kubeflow_v2_runner.parse_args(["--project", PROJECT, *shared])
+    )
+    assert cloud_config.model == local.model
+    assert cloud_config.evaluation == local.evaluation
+    assert cloud_config.compare_full_model and local.compare_full_model
+    assert local.model.movie_embedding == {"type": "md", "blocks": 3}

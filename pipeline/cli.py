@@ -1,0 +1,89 @@
+"""Command-line flags shared by the runners: which model, and when to bless it.
+
+``local_runner.py`` and ``kubeflow_v2_runner.py`` take the same model and
+evaluation flags, so a configuration tried on a laptop compiles for Vertex AI
+unchanged.
+"""
+
+import argparse
+import json
+
+from pipeline import configs
+from trainer import model_config
+
+
+def json_object(text: str) -> dict:
+    """argparse type: a JSON object, e.g. an embedding spec."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got: {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_arguments(parser) -> None:
+    parser.add_argument(
+        "--model",
+        default=model_config.DEFAULT_MODEL,
+        choices=sorted(model_config.PRESETS),
+        help="model preset (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, help="override the preset's number of epochs"
+    )
+    for feature in ("user", "movie"):
+        parser.add_argument(
+            f"--{feature}-embedding",
+            type=json_object,
+            metavar="JSON",
+            help=f"override the preset's {feature} table, e.g. "
+            '\'{"type": "qr", "num_buckets": 32}\' (see README: Models and their knobs)',
+        )
+
+
+def add_evaluation_arguments(parser) -> None:
+    parser.add_argument(
+        "--rmse-upper-bound",
+        type=float,
+        default=configs.EvalSettings.rmse_upper_bound,
+        help="bless only models with eval RMSE at most this (%(default)s)",
+    )
+    parser.add_argument(
+        "--rmse-max-increase",
+        type=float,
+        default=configs.EvalSettings.rmse_max_increase,
+        help="bless only models whose eval RMSE exceeds the latest blessed model's by at "
+        "most this (%(default)s)",
+    )
+    parser.add_argument(
+        "--compare-full-model",
+        action="store_true",
+        help="also train the same model with full-size tables and evaluate against it, "
+        "to see what compression costs per slice (a second Trainer and Evaluator)",
+    )
+
+
+def model_from_args(args: argparse.Namespace) -> model_config.ModelConfig:
+    model = model_config.preset(args.model)
+    if args.epochs:
+        model = model.replace(epochs=args.epochs)
+    if args.user_embedding:
+        model = model.replace(user_embedding=args.user_embedding)
+    if args.movie_embedding:
+        model = model.replace(movie_embedding=args.movie_embedding)
+    return model
+
+
+def evaluation_from_args(args: argparse.Namespace) -> configs.EvalSettings:
+    return configs.EvalSettings(
+        rmse_upper_bound=args.rmse_upper_bound, rmse_max_increase=args.rmse_max_increase
+    )
