@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import filecmp
 import http.client
 import math
 import os
@@ -640,6 +641,9 @@ def write_normalized_csv(ratings: Ratings, path: os.PathLike | str) -> Path:
 
     The file appears complete or not at all: it is written beside its final
     place and renamed over it, so a crash leaves at most a hidden temp file.
+    An existing file with the same bytes is left untouched: ExampleGen's input
+    fingerprint includes the file's modification time, so rewriting identical
+    ratings would defeat the pipeline's cache.
     """
     path = Path(path)
     if len(ratings) == 0:
@@ -659,6 +663,9 @@ def write_normalized_csv(ratings: Ratings, path: os.PathLike | str) -> Path:
             writer.writerows(zip(ratings.user_ids, ratings.movie_ids, texts))
             handle.flush()
             os.fsync(handle.fileno())
+        if path.is_file() and filecmp.cmp(temp_name, path, shallow=False):
+            Path(temp_name).unlink()
+            return path
         _apply_default_permissions(Path(temp_name))
         os.replace(temp_name, path)
     except BaseException:

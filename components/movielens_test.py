@@ -485,3 +485,17 @@ def test_well_formed_files_take_the_vectorised_pass(tmp_path, name, content, row
     file_path, format_name = find_ratings_file(path)
     spec = movielens.FORMATS[format_name]
     assert len(movielens._read_vectorised(file_path, spec, spec.scale)) == rows
+
+
+def test_rewriting_identical_ratings_keeps_the_file_and_its_mtime(tmp_path):
+    """ExampleGen's cache fingerprint includes mtime: same ratings, same file."""
+    ratings = Ratings(["user_1"], ["movie_1"], [4.0], source="test", format="normalized")
+    path = write_normalized_csv(ratings, tmp_path / "ratings.csv")
+    os.utime(path, (1_000_000, 1_000_000))
+    write_normalized_csv(ratings, path)
+    assert path.stat().st_mtime == 1_000_000
+    changed = Ratings(["user_1"], ["movie_1"], [5.0], source="test", format="normalized")
+    write_normalized_csv(changed, path)
+    assert path.stat().st_mtime != 1_000_000
+    assert path.read_text().splitlines()[1] == "user_1,movie_1,5.0"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
