@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -22,6 +22,7 @@ from benchmarks.datasets import PreparedData
 from components import features
 from trainer import embeddings
 from trainer import model as model_lib
+from trainer.md_embedding import MDEmbedding
 from trainer.model_config import ModelConfig
 
 # Eval batches are only forward passes; big ones cost nothing in quality.
@@ -68,7 +69,8 @@ def train_batches(
 
     def epoch(epoch_number):
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(num_rows, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch_number])
+            tf.range(num_rows, dtype=tf.int64),
+            seed=tf.stack([tf.cast(seed, tf.int64), epoch_number]),
         )
 
         def batch(step):
@@ -91,11 +93,27 @@ def eval_batches(data: PreparedData) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(EVAL_BATCH_SIZE).cache()
 
 
+def uses_xla(model: keras.Model, jit_compile) -> bool:
+    """Whether to XLA-compile the train step: ``jit_compile`` is True, False or "auto".
+
+    "auto" compiles every model without an MD table. XLA fuses Adam's
+    element-wise update of whole tables into one pass, which measured 2.3x
+    faster for full 64-d tables on synthetic-large (no change for small
+    tables); MD layers route ids with tf.dynamic_partition, whose
+    data-dependent shapes XLA cannot compile.
+    """
+    if jit_compile != "auto":
+        return bool(jit_compile)
+    return not any(
+        isinstance(layer, MDEmbedding) for layer in model_lib.embedding_layers(model).values()
+    )
+
+
 def train_once(
     config: ModelConfig,
     data: PreparedData,
     seed: int,
-    jit_compile: bool = False,
+    jit_compile="auto",
     verbose: int = 0,
 ) -> RunResult:
     """Trains ``config`` (its batch size, learning rate, epochs, patience) with ``seed``."""
@@ -103,7 +121,7 @@ def train_once(
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()
     model = model_lib.build_model(config, data.user_counts, data.movie_counts, data.mean_rating)
-    if jit_compile:
+    if uses_xla(model, jit_compile):
         model.jit_compile = True
     train_data, steps = train_batches(
         data.train_users, data.train_movies, data.train_ratings, config.batch_size, seed
@@ -177,8 +195,8 @@ def train_seeds(
     config: ModelConfig,
     data: PreparedData,
     seeds: Sequence[int],
-    jit_compile: bool = False,
-    on_run: Optional[callable] = None,
+    jit_compile="auto",
+    on_run: Optional[Callable] = None,
 ) -> Summary:
     """Trains once per seed; returns the means (``seconds`` is the mean per run)."""
     runs = []

@@ -193,6 +193,7 @@ def preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> ModelConfig
     config = PRESETS[name]
     return config.replace(**overrides) if overrides else config
 
+
 # The preset local_runner.py and the pipeline use unless told otherwise: the
 # best configuration at 16x fewer embedding parameters than full 64-d tables
 # (benchmarks/README.md).

@@ -1,0 +1,192 @@
+"""Training at 10M / 100M user ids: peak memory and step time of one size, in this process.
+
+The speed benchmark runs this once per size in its own subprocess, so each
+peak RSS belongs to one size only. Ids are generated integers drawn
+uniformly per batch (no Transform vocabulary, nothing stored per id), which
+is the worst case for locality; ratings follow a fixed rule of the two ids
+so the loss has something to fit.
+
+Paths (``--path``):
+
+* ``qr_layer``: users through ``trainer.qr_embedding.QREmbedding`` (base
+  ``ceil(sqrt(n))``, element-wise product of quotient and remainder rows),
+  movies through a plain table, dot product, ``sigmoid * 5``, MSE, Adam.
+* ``build_model``: the project's model builder ``trainer.model.build_model``
+  with the default preset, its user table forced to QR. It takes the
+  per-id train counts as a Python sequence, which is what it costs at this
+  vocabulary size, and the preset's per-user bias is a plain ``n x 1`` table.
+* ``build_model_no_biases``: the same without the per-id biases, to separate
+  what the bias tables cost from what the count list costs.
+* ``full``: a plain ``keras.layers.Embedding`` user table, to show what a
+  full table costs where it still fits.
+
+    python -m benchmarks.scale --ids 100000000 --path qr_layer --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Dict
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import speed_tools
+from components import features
+from trainer import model as model_lib
+from trainer import model_config
+from trainer import qr_embedding
+
+PATHS = ("qr_layer", "build_model", "build_model_no_biases", "full")
+NUM_MOVIES = 3706
+EMBEDDING_DIM = 64
+BYTES_PER_FLOAT = 4
+# Adam keeps two fp32 slots (first and second moments) per parameter.
+ADAM_SLOTS = 2
+# Steps before timing starts: tracing and the first allocations.
+WARMUP_STEPS = 20
+GIB = 2**30
+
+
+def peak_rss_gb() -> float:
+    """This process's peak RSS so far (VmHWM: not charged for a parent's pages at fork)."""
+    return speed_tools.peak_rss_bytes() / GIB
+
+
+def synthetic_batches(num_ids: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Endless batches of uniform user and movie ids and a rating made from them."""
+
+    def batch(step):
+        # Stateless draws keyed by the step number: reproducible, and nothing to store.
+        users = tf.random.stateless_uniform(
+            [batch_size, 1], seed=[seed, step], minval=0, maxval=num_ids, dtype=tf.int64
+        )
+        movies = tf.random.stateless_uniform(
+            [batch_size, 1], seed=[seed + 1, step], minval=0, maxval=NUM_MOVIES, dtype=tf.int64
+        )
+        # 1..5 stars from the ids' low digits: fixed per pair, so it can be fitted.
+        rating = tf.cast(1 + (users % 7 + movies % 5) % 5, tf.float32)
+        return {features.USER_INDEX: users, features.MOVIE_INDEX: movies}, rating
+
+    return tf.data.Dataset.range(sys.maxsize).map(batch).prefetch(tf.data.AUTOTUNE)
+
+
+def qr_layer_model(num_ids: int, full_user_table: bool = False) -> keras.Model:
+    user_index = keras.Input(shape=(1,), dtype="int64", name=features.USER_INDEX)
+    movie_index = keras.Input(shape=(1,), dtype="int64", name=features.MOVIE_INDEX)
+    if full_user_table:
+        user_table = keras.layers.Embedding(num_ids, EMBEDDING_DIM, name="user_embedding")
+    else:
+        user_table = qr_embedding.QREmbedding(num_ids, EMBEDDING_DIM, name="user_embedding")
+    user_vector = keras.layers.Flatten()(user_table(user_index))
+    movie_vector = keras.layers.Flatten()(
+        keras.layers.Embedding(NUM_MOVIES, EMBEDDING_DIM, name="movie_embedding")(movie_index)
+    )
+    score = keras.layers.Dot(axes=-1)([user_vector, movie_vector])
+    rating = keras.layers.Activation("sigmoid")(score) * 5
+    model = keras.Model(
+        {features.USER_INDEX: user_index, features.MOVIE_INDEX: movie_index}, rating
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mean_squared_error")
+    return model
+
+
+def project_model(num_ids: int, use_biases: bool = True) -> keras.Model:
+    """``build_model`` with the default preset and a QR user table over ``num_ids`` ids."""
+    preset = model_config.preset(model_config.DEFAULT_MODEL)
+    config = preset.replace(
+        user_embedding={"type": "qr", "operation": "mult"},
+        use_biases=preset.use_biases and use_biases,
+    )
+    # Zipf-like movie counts so a mixed-dimension movie table has popularity blocks.
+    movie_counts = (1e6 / np.arange(1, NUM_MOVIES + 1)).astype(np.int64) + 1
+    # Every user once: the table size is what matters; the builder iterates the counts.
+    user_counts = np.ones(num_ids - features.NUM_OOV_BUCKETS, dtype=np.int64)
+    return model_lib.build_model(config, user_counts, movie_counts.tolist(), 3.5)
+
+
+class StepClock(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+        self.losses.append(float((logs or {}).get("loss", float("nan"))))
+
+
+def table_bytes(model: keras.Model) -> int:
+    layer = model.get_layer("user_embedding")
+    return sum(int(np.prod(w.shape)) * BYTES_PER_FLOAT for w in layer.weights)
+
+
+def run(num_ids: int, path: str, steps: int, batch_size: int, seed: int) -> Dict:
+    keras.utils.set_random_seed(seed)
+    rss_before_build = peak_rss_gb()
+    built_at = time.perf_counter()
+    if path.startswith("build_model"):
+        model = project_model(num_ids, use_biases=(path == "build_model"))
+    else:
+        model = qr_layer_model(num_ids, full_user_table=(path == "full"))
+    build_seconds = time.perf_counter() - built_at
+    rss_after_build = peak_rss_gb()
+    clock = StepClock()
+    fit_started = time.perf_counter()
+    model.fit(
+        synthetic_batches(num_ids, batch_size, seed),
+        steps_per_epoch=steps,
+        epochs=1,
+        callbacks=[clock],
+        verbose=0,
+    )
+    fit_seconds = time.perf_counter() - fit_started
+    intervals = np.diff(clock.ends[WARMUP_STEPS - 1 :]) if steps > WARMUP_STEPS else np.array([])
+    user_table_bytes = table_bytes(model)
+    full_bytes = num_ids * EMBEDDING_DIM * BYTES_PER_FLOAT
+    # The running mean loss Keras logs: its first and last values show the steps fit something.
+    return {
+        "ids": num_ids,
+        "path": path,
+        "embedding_dim": EMBEDDING_DIM,
+        "batch_size": batch_size,
+        "steps": steps,
+        "user_table_params": user_table_bytes // BYTES_PER_FLOAT,
+        "user_table_gb": round(user_table_bytes / GIB, 4),
+        "full_table_gb": round(full_bytes / GIB, 2),
+        "full_table_with_adam_gb": round(full_bytes * (1 + ADAM_SLOTS) / GIB, 2),
+        "build_seconds": round(build_seconds, 2),
+        "fit_seconds": round(fit_seconds, 2),
+        "step_ms_p50": round(float(np.median(intervals)) * 1000, 3) if len(intervals) else None,
+        "step_ms_mean": round(float(np.mean(intervals)) * 1000, 3) if len(intervals) else None,
+        "examples_per_second": (
+            round(batch_size / float(np.mean(intervals))) if len(intervals) else None
+        ),
+        "loss_first": round(clock.losses[0], 4) if clock.losses else None,
+        "loss_last": round(clock.losses[-1], 4) if clock.losses else None,
+        "peak_rss_gb_before_build": round(rss_before_build, 3),
+        "peak_rss_gb_after_build": round(rss_after_build, 3),
+        "peak_rss_gb": round(peak_rss_gb(), 3),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ids", type=int, required=True, help="user vocabulary size")
+    parser.add_argument("--path", choices=PATHS, default="qr_layer")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    result = run(args.ids, args.path, args.steps, args.batch_size, args.seed)
+    # One JSON line on stdout for the parent benchmark to read.
+    print("SCALE_RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
