@@ -187,14 +187,18 @@ def compressed_one_change() -> List[Step]:
             ),
         ),
         (
-            "QR only in the MD tail block (tail_qr, m = sqrt(rows))",
-            both(tail_qr={"operation": "mult"}),
+            "no tail QR: plain MD blocks (preset md_16x)",
+            both(tail_qr=None),
         ),
         (
-            "QR only in the MD tail block, 4x compressed",
+            "tail QR combiner concat instead of mult",
+            both(tail_qr={"operation": "concat"}),
+        ),
+        (
+            "tail QR at compression 4 instead of m = sqrt(rows)",
             both(tail_qr={"operation": "mult", "compression": 4.0}),
         ),
-        ("QR users (mult) + MD movies", dict(user_embedding=qr_spec())),
+        ("QR (mult) on all users, movies unchanged", dict(user_embedding=qr_spec())),
     ]
     return [Step("16x, one change", label, best.replace(**change)) for label, change in variants]
 

@@ -7,7 +7,7 @@ Sections (``--sections``, default all, run in this order):
   ``ml-100k`` and ``synthetic-1m`` (``generate_ratings(6040, 3706,
   1_000_000)`` written to a temporary CSV). Wall time of the whole process,
   imports included; per-component time from the run's ML Metadata; peak RSS
-  of the process tree (polled) and of its largest process (wait4).
+  of the process tree and of its largest process (both polled).
 * ``serving``: p50/p99 latency of ``serving_default`` at batch 1 and 1,024,
   in-process after warm-up, on the model the ml-100k run pushed (else the
   first run that produced one), once with TensorFlow's default threads and
@@ -18,14 +18,22 @@ Sections (``--sections``, default all, run in this order):
   ML-100K 85/15 split: examples per second, the seed's time to its best eval
   RMSE and ours to the same RMSE. Then training levers of ours.
 * ``scale``: ``benchmarks.scale`` per vocabulary size in a subprocess: peak
-  RSS and step time with QR user tables of 10M and 100M ids.
+  RSS and step time with QR user tables of 10M and 100M ids, the project's
+  model builder at 100M ids, and a full table for comparison.
 * ``levers``: import times, and the pipeline on the built-in data with one
-  lever at a time applied by ``benchmarks.speed_pipeline_variant``.
+  lever at a time applied by ``benchmarks.speed_pipeline_variant``
+  (``baseline`` in ``--pipeline-variants`` adds a plain run beside them).
 
 Writes ``speed.json`` and ``speed.md`` to ``--out``; sections not run keep
-the figures an earlier run wrote there.
+the figures an earlier run wrote there (a re-run lever keeps its earlier run
+in ``pipeline_variant_history``). ``python -m benchmarks.speed_report``
+re-renders the Markdown from the JSON.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.speed [--sections pipeline,trainer] [--quick]
+
+The full run took 48 minutes on the shared 2-core machine, 17 of them the
+1M-rating pipeline; ``--datasets builtin,ml-100k`` or ``--pipeline-variants
+''`` shorten it.
 """
 
 from __future__ import annotations
@@ -153,7 +161,9 @@ def run_pipeline(
     else:
         command = python_command("local_runner.py", *runner_args)
     label = f"{name}_{variant}" if variant else name
-    log_path = os.path.join(log_dir, f"pipeline_{label}.log")
+    # Timestamped: a later baseline run of the same data must not overwrite this log.
+    started = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_path = os.path.join(log_dir, f"pipeline_{label}_{started}.log")
     print(f"[pipeline] {label}: {shown(command)}", flush=True)
     run = speed_tools.run_measured(
         command, str(REPO_ROOT), log_path, env=subprocess_env(as_a_user_runs_it=True)
@@ -497,14 +507,24 @@ def levers_section(args, scratch: str, log_dir: str, earlier: Dict) -> Dict:
         )
         levers["local_runner_help_seconds"] = round(help_run.timing.seconds, 2)
     variants = dict(levers.get("pipeline_variants") or {})
+    # Runs a re-run replaces stay in the JSON, each with the baseline it had.
+    history = {k: list(v) for k, v in (levers.get("pipeline_variant_history") or {}).items()}
+    section_baseline = ((earlier.get("pipeline") or {}).get("runs") or {}).get("builtin")
+
+    def retire(name):
+        if name in variants:
+            old = dict(variants[name])
+            if name != "baseline" and "baseline" not in old and section_baseline:
+                old["baseline"] = baseline_summary(section_baseline)
+            history.setdefault(name, []).append(old)
+
     data_args, _ = pipeline_data_args("builtin", scratch)
-    baseline = None
+    baseline = section_baseline
     if "baseline" in args.pipeline_variants:
+        retire("baseline")
         baseline = run_pipeline("builtin", data_args, scratch, log_dir, args.runner_args)
         baseline["baseline_of"] = "this levers run (plain local_runner.py)"
         variants["baseline"] = baseline
-    else:
-        baseline = ((earlier.get("pipeline") or {}).get("runs") or {}).get("builtin")
     for variant in args.pipeline_variants:
         if variant == "baseline":
             continue
@@ -512,16 +532,26 @@ def levers_section(args, scratch: str, log_dir: str, earlier: Dict) -> Dict:
             "builtin", data_args, scratch, log_dir, args.runner_args, variant=variant
         )
         if baseline:
-            run["baseline"] = {
-                "seconds": baseline["seconds"],
-                "components": {k: v["seconds"] for k, v in baseline["components"].items()},
-                "load_1min_start": baseline["load_1min_start"],
-                "load_1min_end": baseline["load_1min_end"],
-                "trainer_epochs": baseline["trainer_epochs"],
-            }
+            run["baseline"] = baseline_summary(baseline)
+        retire(variant)
         variants[variant] = run
     levers["pipeline_variants"] = variants
+    if history:
+        levers["pipeline_variant_history"] = history
     return {"levers": levers}
+
+
+def baseline_summary(run: Dict) -> Dict:
+    """What a variant is compared with: a plain run's time, components, load and epochs."""
+    return {
+        "seconds": run["seconds"],
+        "components": {
+            k: v["seconds"] if isinstance(v, dict) else v for k, v in run["components"].items()
+        },
+        "load_1min_start": run["load_1min_start"],
+        "load_1min_end": run["load_1min_end"],
+        "trainer_epochs": run["trainer_epochs"],
+    }
 
 
 # --- report -----------------------------------------------------------------
