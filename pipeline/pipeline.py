@@ -10,6 +10,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components import features
+from components.arrow_csv_example_gen import ArrowCsvExampleGen
 from components import metrics
 from components.validation_gate import AnomaliesGate
 from pipeline import configs
@@ -74,7 +75,7 @@ def eval_config(settings: configs.EvalSettings, with_thresholds: bool = True) ->
 def create_pipeline(
     config: configs.PipelineConfig, metadata_connection_config=None
 ) -> tfx.dsl.Pipeline:
-    example_gen = tfx.components.CsvExampleGen(
+    example_gen = ArrowCsvExampleGen(
         input_base=config.data_root,
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
@@ -97,6 +98,10 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
+        # Its pre- and post-transform statistics feed nothing downstream
+        # (StatisticsGen's are the ones validated) and cost a fifth to a
+        # third of its time.
+        disable_statistics=True,
     )
     # Bad data stops the run before any analysis or training.
     transform.add_upstream_node(anomalies_gate)

@@ -25,7 +25,7 @@ def _compiled(config):
 def test_components_run_in_order_and_bad_data_stops_before_transform():
     nodes = _compiled(_config())
     assert list(nodes) == [
-        "CsvExampleGen",
+        "ArrowCsvExampleGen",
         "ImportSchemaGen",
         "latest_blessed_model_resolver",
         "StatisticsGen",

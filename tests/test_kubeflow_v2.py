@@ -48,7 +48,7 @@ EXPECTED_DATAFLOW_ARGS = cloud.dataflow_beam_pipeline_args(
 )
 
 # The components that run Beam, per the issue: these get the Dataflow flags.
-BEAM_COMPONENTS = {"CsvExampleGen", "StatisticsGen", "Transform", "Evaluator"}
+BEAM_COMPONENTS = {"ArrowCsvExampleGen", "StatisticsGen", "Transform", "Evaluator"}
 
 
 def _runner_argv(*extra):
@@ -283,7 +283,7 @@ def test_outputs_go_under_the_output_root(container_spec):
     _, job = container_spec
     pipeline_root = f"{OUTPUT_ROOT}/pipelines/{configs.PIPELINE_NAME}"
     assert job["runtimeConfig"]["gcsOutputDirectory"] == pipeline_root
-    data = _tasks(job)["CsvExampleGen"]["inputs"]["parameters"]["input_base"]
+    data = _tasks(job)["ArrowCsvExampleGen"]["inputs"]["parameters"]["input_base"]
     assert data["runtimeValue"]["constantValue"]["stringValue"] == f"{OUTPUT_ROOT}/data"
 
 
@@ -295,7 +295,9 @@ def test_beam_components_carry_the_dataflow_settings_when_asked(cloud_spec):
     for task_name in BEAM_COMPONENTS:
         assert _beam_args(job, task_name) == EXPECTED_DATAFLOW_ARGS, task_name
     # ExampleGen's driver resolves input spans before the executor runs.
-    pre_cache_check = _executor_of(job, "CsvExampleGen")["container"]["lifecycle"]["preCacheCheck"]
+    pre_cache_check = _executor_of(job, "ArrowCsvExampleGen")["container"]["lifecycle"][
+        "preCacheCheck"
+    ]
     assert pre_cache_check["args"][-len(EXPECTED_DATAFLOW_ARGS) :] == EXPECTED_DATAFLOW_ARGS
     assert f"--setup_file={cloud.CONTAINER_SETUP_FILE}" in text
 

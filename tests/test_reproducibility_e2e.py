@@ -92,8 +92,8 @@ def test_same_split_and_vocabularies(two_runs):
     work, codes, _ = two_runs
     assert codes == [0, 0]
     for split in ("Split-train", "Split-eval"):
-        a = _artifact_dir(work / "a", "CsvExampleGen", "examples") / split
-        b = _artifact_dir(work / "b", "CsvExampleGen", "examples") / split
+        a = _artifact_dir(work / "a", "ArrowCsvExampleGen", "examples") / split
+        b = _artifact_dir(work / "b", "ArrowCsvExampleGen", "examples") / split
         assert _ratings(a) == _ratings(b), split
     graph_a = _artifact_dir(work / "a", "Transform", "transform_graph")
     graph_b = _artifact_dir(work / "b", "Transform", "transform_graph")

@@ -5,9 +5,10 @@ it with Keras progress and TensorBoard logs, and exports a SavedModel whose
 ``serving_default`` takes serialized ``tf.Example``s with raw string ids.
 """
 
+import dataclasses
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -49,7 +50,29 @@ def read_vocabulary_counts(
     return counts
 
 
-def input_dataset(
+# Rows per batch when a split is read into memory, and per eval batch: only
+# forward passes, so big batches cost nothing in quality.
+LOAD_BATCH_SIZE = 65_536
+EVAL_BATCH_SIZE = 16_384
+
+
+def _tfxio_batches(
+    file_pattern: List[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    options: tfxio.TensorFlowDatasetOptions,
+) -> tf.data.Dataset:
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern, options, tf_transform_output.transformed_metadata.schema
+    )
+    # Transform also emits the Evaluator's slicing features; Keras warns on
+    # every trace when a dict input has keys the model does not take.
+    return dataset.map(
+        lambda inputs, label: ({k: inputs[k] for k in features.MODEL_INPUT_FEATURES}, label)
+    )
+
+
+def streamed_dataset(
     file_pattern: List[str],
     data_accessor: tfx.components.DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
@@ -58,28 +81,134 @@ def input_dataset(
     seed: int,
     shuffle_buffer: int,
 ) -> tf.data.Dataset:
-    """One pass over the transformed split, as (features, rating) batches."""
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size,
-            label_key=features.LABEL,
-            num_epochs=1,
-            shuffle=shuffle,
-            shuffle_seed=seed,
-            shuffle_buffer_size=shuffle_buffer,
-        ),
-        tf_transform_output.transformed_metadata.schema,
+    """One pass over the transformed split, decoded from its TFRecords."""
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        label_key=features.LABEL,
+        num_epochs=1,
+        shuffle=shuffle,
+        shuffle_seed=seed,
+        shuffle_buffer_size=shuffle_buffer,
     )
-    # Transform also emits the Evaluator's slicing features; Keras warns on
-    # every trace when a dict input has keys the model does not take.
-    dataset = dataset.map(
-        lambda inputs, label: ({k: inputs[k] for k in features.MODEL_INPUT_FEATURES}, label)
+    return _tfxio_batches(file_pattern, data_accessor, tf_transform_output, options).prefetch(
+        tf.data.AUTOTUNE
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def mean_label(dataset: tf.data.Dataset) -> float:
+def load_split(
+    file_pattern: List[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """The whole transformed split as arrays: model inputs, and ratings (one column each)."""
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=LOAD_BATCH_SIZE, label_key=features.LABEL, num_epochs=1, shuffle=False
+    )
+    inputs = {name: [] for name in features.MODEL_INPUT_FEATURES}
+    labels = []
+    for batch_inputs, batch_labels in _tfxio_batches(
+        file_pattern, data_accessor, tf_transform_output, options
+    ):
+        for name in inputs:
+            inputs[name].append(batch_inputs[name].numpy().reshape(-1, 1))
+        labels.append(batch_labels.numpy().reshape(-1, 1).astype(np.float32))
+    if not labels:
+        raise ValueError(f"No examples in {file_pattern}")
+    return {name: np.concatenate(parts) for name, parts in inputs.items()}, np.concatenate(labels)
+
+
+def shuffled_batches(
+    inputs: Dict[str, np.ndarray], labels: np.ndarray, batch_size: int, seed: int
+) -> Tuple[tf.data.Dataset, int]:
+    """Endless batches, a fresh permutation of the rows every epoch; and steps per epoch.
+
+    Epoch ``e``'s order is a stateless shuffle keyed on (seed, e), so a seed
+    gives the same batches run after run. Whole batches are gathered at
+    once: no per-row work in tf.data, which matters at millions of rows.
+    """
+    num_rows = len(labels)
+    steps = -(-num_rows // batch_size)
+    columns = {name: tf.constant(values) for name, values in inputs.items()}
+    label_column = tf.constant(labels)
+
+    def epoch(epoch_number):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(num_rows, dtype=tf.int64),
+            seed=tf.stack([tf.constant(seed, tf.int64), epoch_number]),
+        )
+
+        def batch(step):
+            rows = order[step * batch_size : tf.minimum((step + 1) * batch_size, num_rows)]
+            return (
+                {name: tf.gather(column, rows) for name, column in columns.items()},
+                tf.gather(label_column, rows),
+            )
+
+        return tf.data.Dataset.range(steps).map(batch)
+
+    endless = tf.data.Dataset.range(np.iinfo(np.int64).max).flat_map(epoch)
+    return endless.prefetch(tf.data.AUTOTUNE), steps
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What ``train`` fits on.
+
+    Attributes:
+      train: batches of (model inputs, rating); endless when
+        ``steps_per_epoch`` is set, else one pass per epoch.
+      eval: batches of the eval split, one pass.
+      mean_rating: mean train rating (the model's starting bias).
+      steps_per_epoch: batches per epoch of an endless ``train``.
+    """
+
+    train: tf.data.Dataset
+    eval: tf.data.Dataset
+    mean_rating: float
+    steps_per_epoch: Optional[int] = None
+
+
+def read_training_data(
+    config: ModelConfig,
+    train_files: List[str],
+    eval_files: List[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+) -> TrainingData:
+    if config.input_in_memory:
+        train_inputs, train_labels = load_split(train_files, data_accessor, tf_transform_output)
+        eval_inputs, eval_labels = load_split(eval_files, data_accessor, tf_transform_output)
+        logging.info(
+            "Read %d train and %d eval examples into memory", len(train_labels), len(eval_labels)
+        )
+        train_data, steps = shuffled_batches(
+            train_inputs, train_labels, config.batch_size, config.seed
+        )
+        eval_data = (
+            tf.data.Dataset.from_tensor_slices((eval_inputs, eval_labels))
+            .batch(EVAL_BATCH_SIZE)
+            .cache()
+        )
+        return TrainingData(train_data, eval_data, float(np.mean(train_labels)), steps)
+
+    def streamed(files, shuffle, batch_size):
+        return streamed_dataset(
+            files,
+            data_accessor,
+            tf_transform_output,
+            batch_size,
+            shuffle,
+            config.seed,
+            config.shuffle_buffer,
+        )
+
+    train_data = streamed(train_files, True, config.batch_size)
+    return TrainingData(
+        train_data, streamed(eval_files, False, EVAL_BATCH_SIZE), streamed_mean_label(train_data)
+    )
+
+
+def streamed_mean_label(dataset: tf.data.Dataset) -> float:
     total, count = dataset.reduce(
         (tf.constant(0.0, tf.float64), tf.constant(0, tf.int64)),
         lambda acc, batch: (
@@ -95,22 +224,26 @@ def mean_label(dataset: tf.data.Dataset) -> float:
 
 def train(
     config: ModelConfig,
-    train_data: tf.data.Dataset,
-    eval_data: tf.data.Dataset,
+    data: TrainingData,
     user_counts: List[int],
     movie_counts: List[int],
-    log_dir: str = None,
+    log_dir: Optional[str] = None,
 ) -> keras.Model:
-    """Builds and fits the model; returns it with ``history`` attached."""
+    """Builds and fits the model; returns it with ``history`` attached.
+
+    Early stopping watches the eval RMSE, the figure the Evaluator blesses
+    on, rather than the eval loss, which also holds the L2 penalty.
+    """
     keras.utils.set_random_seed(config.seed)
-    mean_rating = mean_label(train_data) if config.init_at_mean_rating else None
+    mean_rating = data.mean_rating if config.init_at_mean_rating else None
     model = model_lib.build_model(config, user_counts, movie_counts, mean_rating)
     model.summary(print_fn=logging.info)
     callbacks = []
     if config.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_loss",
+                monitor="val_rmse",
+                mode="min",
                 patience=config.early_stopping_patience,
                 restore_best_weights=True,
             )
@@ -118,7 +251,12 @@ def train(
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     model.fit(
-        train_data, validation_data=eval_data, epochs=config.epochs, callbacks=callbacks, verbose=2
+        data.train,
+        validation_data=data.eval,
+        epochs=config.epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=2,
     )
     return model
 
@@ -141,21 +279,16 @@ def run_fn(fn_args: tfx.components.FnArgs):
     user_counts = read_vocabulary_counts(tf_transform_output, features.USER_VOCABULARY)
     movie_counts = read_vocabulary_counts(tf_transform_output, features.MOVIE_VOCABULARY)
 
-    def dataset(files, shuffle):
-        return input_dataset(
-            files,
-            fn_args.data_accessor,
-            tf_transform_output,
-            config.batch_size,
-            shuffle,
-            config.seed,
-            config.shuffle_buffer,
-        )
-
+    data = read_training_data(
+        config,
+        fn_args.train_files,
+        fn_args.eval_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+    )
     model = train(
         config,
-        dataset(fn_args.train_files, True),
-        dataset(fn_args.eval_files, False),
+        data,
         user_counts,
         movie_counts,
         log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
