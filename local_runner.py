@@ -113,7 +113,8 @@ def main(argv=None) -> int:
 
     # TFX takes seconds to import; only once the input is known to be readable.
     from absl import logging as absl_logging
-    from tfx import v1 as tfx
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from components.validation_gate import DataAnomaliesError
     from pipeline import pipeline as pipeline_lib
@@ -121,10 +122,9 @@ def main(argv=None) -> int:
 
     absl_logging.set_verbosity(absl_logging.INFO)
     try:
-        tfx.orchestration.LocalDagRunner().run(
+        LocalDagRunner().run(
             pipeline_lib.create_pipeline(
-                config,
-                tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+                config, metadata.sqlite_metadata_connection_config(config.metadata_path)
             )
         )
     except DataAnomaliesError as e:

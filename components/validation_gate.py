@@ -8,8 +8,10 @@ only after it, so bad data never reaches the Trainer, let alone the Pusher.
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -45,9 +47,9 @@ def collect_anomalies(anomalies_artifact) -> str:
     return "\n".join(found)
 
 
-@tfx.dsl.components.component
+@component
 def AnomaliesGate(  # pylint: disable=invalid-name
-    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
 ):
     """Raises DataAnomaliesError when any split has anomalies."""
     text = collect_anomalies(anomalies)

@@ -7,7 +7,26 @@ Kubeflow Pipelines / Vertex AI; runners differ only in the settings they pass.
 import dataclasses
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+
+# The modules behind ``tfx.v1``'s names, imported directly: ``from tfx import
+# v1`` also imports the Google Cloud AI Platform extensions, 4.5 s of every
+# local run (benchmarks/results/speed.md). Those load only for Vertex AI.
+from tfx.components import Evaluator
+from tfx.components import ExampleValidator
+from tfx.components import Pusher
+from tfx.components import StatisticsGen
+from tfx.components import Trainer
+from tfx.components import Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import example_gen_pb2
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from components import features
 from components.arrow_csv_example_gen import ArrowCsvExampleGen
@@ -72,29 +91,31 @@ def eval_config(settings: configs.EvalSettings, with_thresholds: bool = True) ->
     )
 
 
-def create_pipeline(
-    config: configs.PipelineConfig, metadata_connection_config=None
-) -> tfx.dsl.Pipeline:
+def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=None) -> Pipeline:
     example_gen = ArrowCsvExampleGen(
         input_base=config.data_root,
-        output_config=tfx.proto.Output(
-            split_config=tfx.proto.SplitConfig(
+        output_config=example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
                 splits=[
-                    tfx.proto.SplitConfig.Split(name="train", hash_buckets=configs.TRAIN_BUCKETS),
-                    tfx.proto.SplitConfig.Split(name="eval", hash_buckets=configs.EVAL_BUCKETS),
+                    example_gen_pb2.SplitConfig.Split(
+                        name="train", hash_buckets=configs.TRAIN_BUCKETS
+                    ),
+                    example_gen_pb2.SplitConfig.Split(
+                        name="eval", hash_buckets=configs.EVAL_BUCKETS
+                    ),
                 ]
             )
         ),
     )
 
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=f"{config.schema_dir}/schema.pbtxt")
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    example_validator = tfx.components.ExampleValidator(
+    schema_gen = ImportSchemaGen(schema_file=f"{config.schema_dir}/schema.pbtxt")
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
 
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
@@ -108,11 +129,11 @@ def create_pipeline(
 
     # The Vertex Trainer runs the same run_fn in a Vertex AI custom job; its
     # job settings travel in custom_config next to the model's.
-    trainer_class = (
-        tfx.extensions.google_cloud_ai_platform.Trainer
-        if config.vertex_training
-        else tfx.components.Trainer
-    )
+    trainer_class = Trainer
+    if config.vertex_training:
+        from tfx.extensions.google_cloud_ai_platform.trainer.component import (  # pylint: disable=g-import-not-at-top
+            Trainer as trainer_class,
+        )
     trainer = trainer_class(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -134,7 +155,7 @@ def create_pipeline(
         ).with_id(configs.FULL_MODEL_TRAINER_ID)
         # Measures only: its blessing output records no decision, so neither
         # the Pusher nor the latest-blessed-model lookup depends on it.
-        compression_evaluator = tfx.components.Evaluator(
+        compression_evaluator = Evaluator(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             baseline_model=full_model_trainer.outputs["model"],
@@ -142,13 +163,13 @@ def create_pipeline(
         ).with_id(configs.COMPRESSION_EVALUATOR_ID)
         comparison = [full_model_trainer, compression_evaluator]
 
-    latest_blessed_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    latest_blessed_model = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
@@ -156,23 +177,27 @@ def create_pipeline(
     )
 
     if config.vertex_serving:
-        pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
+        from tfx.extensions.google_cloud_ai_platform.pusher.component import (  # pylint: disable=g-import-not-at-top
+            Pusher as VertexPusher,
+        )
+
+        pusher = VertexPusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
             custom_config=config.vertex_serving,
         )
     else:
-        pusher = tfx.components.Pusher(
+        pusher = Pusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(
+            push_destination=pusher_pb2.PushDestination(
+                filesystem=pusher_pb2.PushDestination.Filesystem(
                     base_directory=config.serving_model_dir
                 )
             ),
         )
 
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[

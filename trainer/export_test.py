@@ -79,3 +79,42 @@ def test_transform_features_signature_gives_the_integer_ids(exported):
     assert out[features.USER_INDEX].numpy().ravel().tolist() == [1]
     assert out[features.MOVIE_INDEX].numpy().ravel().tolist() == [0]
     assert out[features.LABEL].numpy().ravel().tolist() == [4.0]
+
+
+def test_the_export_carries_its_vocabularies(tiny_transform, tmp_path):
+    # The Transform output is gone when the model is served elsewhere: the
+    # vocabularies must travel inside the SavedModel's assets.
+    import shutil
+
+    _, work, _ = tiny_transform
+    transform_copy = tmp_path / "transform"
+    shutil.copytree(work, transform_copy)
+    model = model_lib.build_model(
+        model_config.SEED_BASELINE.replace(embedding_dim=4, use_biases=True),
+        user_counts=[3, 2, 1],
+        movie_counts=[4, 2],
+    )
+    export_dir = tmp_path / "export"
+    export.export_serving_model(model, tft.TFTransformOutput(str(transform_copy)), str(export_dir))
+    shutil.rmtree(transform_copy)
+
+    assert {p.name for p in (export_dir / "assets").iterdir()} >= {
+        features.USER_VOCABULARY,
+        features.MOVIE_VOCABULARY,
+    }
+    loaded = tf.saved_model.load(str(export_dir))
+    served = loaded.signatures["serving_default"](
+        examples=serialized_examples([("user_b", "movie_x"), ("nobody", "movie_x")])
+    )["rating"].numpy()
+    # user_b is the most frequent user (index 0), an unknown one the OOV index 3.
+    expected = (
+        model(
+            {
+                features.USER_INDEX: np.array([[0], [3]]),
+                features.MOVIE_INDEX: np.array([[0], [0]]),
+            }
+        )
+        .numpy()
+        .ravel()
+    )
+    np.testing.assert_allclose(served, expected, rtol=1e-5)

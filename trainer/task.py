@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor
+from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
 from components import features
@@ -58,7 +59,7 @@ EVAL_BATCH_SIZE = 16_384
 
 def _tfxio_batches(
     file_pattern: List[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     options: tfxio.TensorFlowDatasetOptions,
 ) -> tf.data.Dataset:
@@ -74,7 +75,7 @@ def _tfxio_batches(
 
 def streamed_dataset(
     file_pattern: List[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     shuffle: bool,
@@ -97,7 +98,7 @@ def streamed_dataset(
 
 def load_split(
     file_pattern: List[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
 ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
     """The whole transformed split as arrays: model inputs, and ratings (one column each)."""
@@ -172,7 +173,7 @@ def read_training_data(
     config: ModelConfig,
     train_files: List[str],
     eval_files: List[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
 ) -> TrainingData:
     if config.input_in_memory:
@@ -271,7 +272,7 @@ def memory_report(config: ModelConfig, model: keras.Model) -> Dict:
     return report
 
 
-def run_fn(fn_args: tfx.components.FnArgs):
+def run_fn(fn_args: FnArgs):
     """TFX Trainer entry point."""
     config = ModelConfig.from_dict((fn_args.custom_config or {}).get("model", {}))
     logging.info("Training model %s", config.to_json())
