@@ -21,7 +21,7 @@ Spec reference (keys not listed for a type are rejected)
         ``compression`` is set.  Needs ``2 <= m < input_dim`` and
         ``m ** num_partitions >= input_dim``.
     compression (float | None, default None)
-        Target ratio ``input_dim * output_dim / qr_params`` (> 1); exclusive
+        Minimum ratio ``input_dim * output_dim / qr_params`` (> 1); exclusive
         with num_buckets.  QR parameters are ``sum_j rows_j(m) * dim_j``; for
         k = 2 and "mult"/"add" that is ``d * (m + ceil(n / m))``, so solving
         ``m + n / m = n / c`` gives::
@@ -30,9 +30,10 @@ Spec reference (keys not listed for a type are rejected)
 
         (the root with ``m >= sqrt(n)``; "concat" halves the widths, so use
         ``2 * n / c`` for ``n / c``).  The factory searches the integers in
-        ``[ceil(n ** (1/k)), n - 1]`` for the m whose exact ratio is closest to
-        c (in log scale), which also covers k > 2; a c beyond the best
-        achievable ratio gets the smallest m (maximum compression).
+        ``[ceil(n ** (1/k)), n - 1]`` for the m with the most parameters whose
+        exact ratio is still at least c (a budget is never exceeded), which
+        also covers k > 2; a c beyond the best achievable ratio gets the
+        smallest m (maximum compression).
     num_partitions (int, default 2)
         Number of complementary partitions / tables, k >= 2.
     operation ("mult" | "add" | "concat", default "mult")
@@ -73,6 +74,10 @@ Spec reference (keys not listed for a type are rejected)
         Round alpha-rule dims to the nearest power of two.
     min_dim (int, default 1)
         Floor on alpha-rule dims.
+    fill_budget (bool, default False)
+        With param_budget or compression: after the alpha rule, widen blocks
+        (head first, dims kept non-increasing) with what rounding left of
+        the budget (``md_embedding.widen_to_budget``).
 
     tail_qr (dict | None, default None)
         Make the last (rarest) block a QR embedding.  Keys: num_buckets
@@ -107,10 +112,11 @@ _SPEC_DEFAULTS = {
            "alpha": None, "base_dim": None, "param_budget": None,
            "compression": None,
            "dims": None, "round_to_power_of_two": False, "min_dim": 1,
-           "tail_qr": None},
+           "fill_budget": False, "tail_qr": None},
 }
 DEFAULT_MD_BLOCKS = 4
 DEFAULT_MD_ALPHA = 0.3
+_QR_SEARCH_WINDOW = 8
 BYTES_PER_PARAM = 4  # fp32
 
 
@@ -132,11 +138,15 @@ def _exclusive(options: Dict[str, Any], keys: Sequence[str], where: str):
 def qr_buckets_for_compression(input_dim: int, output_dim: int,
                                compression: float, num_partitions: int = 2,
                                operation: str = "mult") -> int:
-    """The base m whose QR parameter ratio is closest to ``compression``.
+    """The base m with the most parameters that still meets ``compression``.
 
-    See the module docstring for the closed form at k = 2.  Parameters grow
-    (almost) monotonically with m above ``ceil(n ** (1/k))``, so a binary
-    search finds the crossing and its neighbours are compared exactly.
+    A budget is a ceiling: the chosen m has ``qr_params <= input_dim *
+    output_dim / compression``, so a QR table never exceeds the memory it
+    was given (the nearest ratio could overshoot by a few rows).  See the
+    module docstring for the closed form at k = 2.  Parameters grow (almost)
+    monotonically with m above ``ceil(n ** (1/k))``, so a binary search
+    finds the crossing and a window around it is compared exactly.  A ratio
+    no m reaches gets the smallest m (maximum compression).
     """
     n, d, k = int(input_dim), int(output_dim), int(num_partitions)
     if compression is None or not compression > 1:
@@ -149,19 +159,20 @@ def qr_buckets_for_compression(input_dim: int, output_dim: int,
     def params(m):
         return qr_embedding.qr_param_count(n, d, m, k, operation)
 
-    target = n * d / float(compression)
+    budget = n * d / float(compression)
     a, b = lo, hi
-    while a < b:  # smallest m with params(m) >= target
+    while a < b:  # smallest m with params(m) > budget
         mid = (a + b) // 2
-        if params(mid) >= target:
+        if params(mid) > budget:
             b = mid
         else:
             a = mid + 1
-    def log_error(m):
-        return abs(math.log(n * d / params(m) / compression))
-
-    candidates = range(max(lo, a - 2), min(hi, a + 2) + 1)
-    return min(candidates, key=lambda m: (log_error(m), m))
+    # Ceil rounding makes params(m) wobble by a few rows near the crossing.
+    window = range(max(lo, a - _QR_SEARCH_WINDOW), min(hi, a + _QR_SEARCH_WINDOW) + 1)
+    fitting = [m for m in window if params(m) <= budget]
+    if not fitting:
+        return lo
+    return max(fitting, key=lambda m: (params(m), -m))
 
 
 def _resolve_qr(options: Mapping[str, Any], input_dim: int,
@@ -255,6 +266,9 @@ def _build_md(options: Dict[str, Any], counts: Sequence[float],
             dims = md_embedding.largest_fitting_dims(
                 dims_for_base, cost, output_dim, int(options["param_budget"]),
                 min_dim)
+            if options["fill_budget"]:
+                dims = md_embedding.widen_to_budget(
+                    dims, cost, output_dim, int(options["param_budget"]))
         else:
             base_dim = (output_dim if options["base_dim"] is None
                         else int(options["base_dim"]))

@@ -249,6 +249,32 @@ def largest_fitting_dims(dims_for_base: Callable[[int], List[int]],
         f"need {cost(floor_dims)} parameters")
 
 
+def widen_to_budget(dims: Sequence[int], cost: Callable[[List[int]], int],
+                    output_dim: int, param_budget: int) -> List[int]:
+    """``dims`` with the budget that integer rounding left over spent.
+
+    The alpha rule scales one head dim, so the widest fitting head can leave
+    a fifth of the budget unused (8 blocks at 16x on ML-100K: 8,440 of
+    10,416).  Passes over the blocks, head first, add one dim to each block
+    that still fits, keeping dims non-increasing from head to tail and at
+    most ``output_dim``, until no block can grow.
+    """
+    dims = [int(d) for d in dims]
+    if cost(dims) > param_budget:
+        raise ValueError(f"dims {dims} already exceed param_budget={param_budget}")
+    grew = True
+    while grew:
+        grew = False
+        for i in range(len(dims)):
+            ceiling = int(output_dim) if i == 0 else dims[i - 1]
+            if dims[i] >= ceiling:
+                continue
+            wider = dims[:i] + [dims[i] + 1] + dims[i + 1:]
+            if cost(wider) <= param_budget:
+                dims, grew = wider, True
+    return dims
+
+
 def alpha_power_dims_for_budget(block_rows: Sequence[int],
                                 block_popularity: Sequence[float],
                                 alpha: float, output_dim: int,

@@ -148,6 +148,30 @@ class TestAlphaRule:
             **self.BUDGET_CASE, param_budget=2656,
             round_to_power_of_two=True) == [16, 4, 2]
 
+    def test_widen_spends_the_leftover_budget(self):
+        rows, out = self.BUDGET_CASE["block_rows"], self.BUDGET_CASE["output_dim"]
+
+        def cost(dims):
+            return md.md_param_count(rows, dims, out)
+
+        fitted = md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=2771)
+        assert fitted == [14, 4, 1] and cost(fitted) == 1844
+        widened = md.widen_to_budget(fitted, cost, out, 2771)
+        # Worked by hand: the head reaches 16 (dropping its projection), the
+        # middle block grows while +116 fits, the tail's +1,016 never does.
+        assert widened == [16, 13, 1]
+        assert cost(widened) == 2684 <= 2771
+        assert all(w >= f for w, f in zip(widened, fitted))
+        assert widened == sorted(widened, reverse=True)
+        for i in range(len(widened)):
+            wider = widened[:i] + [widened[i] + 1] + widened[i + 1:]
+            ceiling = out if i == 0 else widened[i - 1]
+            assert wider[i] > ceiling or cost(wider) > 2771
+
+    def test_widen_rejects_dims_over_budget(self):
+        with pytest.raises(ValueError, match="exceed"):
+            md.widen_to_budget([16, 5, 2], lambda d: 2772, 16, 2771)
+
     def test_budget_too_small_raises(self):
         with pytest.raises(ValueError, match="too small"):
             md.alpha_power_dims_for_budget(**self.BUDGET_CASE,

@@ -167,7 +167,16 @@ _COMPRESSED = FULL.replace(embedding_dim=_COMPRESSED_DIM, l2=0.04)
 # Mixed-dimension tables on both sides: four blocks of equal lookup mass,
 # dims by the alpha power rule (popular ids wide, rare ids narrow), each
 # narrow block zero-padded into the shared width ("nested" projections).
-_MD_SPEC = {"type": "md", "blocks": 4, "alpha": 0.3, "compression": _RATIO_16X}
+# ``fill_budget`` spends what rounding the alpha rule to integers leaves of
+# the budget (up to a fifth of it), so an MD row is compared with a uniform
+# table of the same size rather than a smaller one.
+_MD_SPEC = {
+    "type": "md",
+    "blocks": 4,
+    "alpha": 0.3,
+    "compression": _RATIO_16X,
+    "fill_budget": True,
+}
 MD_16X = _COMPRESSED.replace(
     name="md_16x",
     user_embedding=_MD_SPEC,
