@@ -1,58 +1,185 @@
-"""TFMA metrics the Evaluator uses that TFMA does not ship natively.
+"""The Evaluator's rating metrics, computed in one pass over the examples.
 
-TFMA 0.47 has native MeanSquaredError and MeanAbsoluteError but computes RMSE
-only through the (slower) Keras metric wrapper, so RMSE is derived here from
-the native MSE, in the same Beam pass.
+TFMA's native MeanSquaredError, MeanAbsoluteError, MeanLabel and
+MeanPrediction each run their own per-example combiner, and each extracts the
+label and prediction of every example again: on ML-100K's 15k eval examples
+in 4 slicings that extraction was half the Evaluator's time. Here one
+combiner keeps the five sums every metric needs (weight, squared error,
+absolute error, label, prediction), and each metric is derived from them;
+TFMA runs a computation shared by several metrics once.
+
+The metrics report under TFMA's usual names (``mean_squared_error``,
+``mean_absolute_error``, ``mean_label``, ``mean_prediction``) plus
+``root_mean_squared_error``, which TFMA 0.47 has only as a (slower) Keras
+metric wrapper. Class names differ from TFMA's: TFMA looks a class name up
+among its registered metrics before it reads the config's ``module``.
 """
 
+import dataclasses
 import math
-from typing import Optional
+from typing import Callable, Dict, Iterable, Optional
 
-from tensorflow_model_analysis.metrics import mean_regression_error
+import apache_beam as beam
+import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.metrics import metric_util
 
+MEAN_SQUARED_ERROR_NAME = "mean_squared_error"
+MEAN_ABSOLUTE_ERROR_NAME = "mean_absolute_error"
 ROOT_MEAN_SQUARED_ERROR_NAME = "root_mean_squared_error"
+MEAN_LABEL_NAME = "mean_label"
+MEAN_PREDICTION_NAME = "mean_prediction"
+# The key of the shared sums; not a reported metric.
+_RATING_SUMS_NAME = "_rating_error_sums"
 
 
-class RootMeanSquaredError(metric_types.Metric):
-    """sqrt(mean((label - prediction)**2)), per slice."""
+@dataclasses.dataclass
+class RatingSums:
+    """Weighted sums over one slice's examples."""
 
-    def __init__(self, name: str = ROOT_MEAN_SQUARED_ERROR_NAME):
-        super().__init__(metric_util.merge_per_key_computations(_rmse_computations), name=name)
+    weight: float = 0.0
+    squared_error: float = 0.0
+    absolute_error: float = 0.0
+    label: float = 0.0
+    prediction: float = 0.0
 
+    def add(self, label: float, prediction: float, weight: float) -> None:
+        error = label - prediction
+        self.weight += weight
+        self.squared_error += weight * error * error
+        self.absolute_error += weight * abs(error)
+        self.label += weight * label
+        self.prediction += weight * prediction
 
-def _rmse_computations(
-    name: Optional[str] = None,
-    eval_config=None,
-    model_name: Optional[str] = None,
-    output_name: Optional[str] = None,
-    sub_key=None,
-    aggregation_type=None,
-    class_weights=None,
-    example_weighted: bool = False,
-) -> metric_types.MetricComputations:
-    mse_computations = mean_regression_error._mean_squared_error_computations(  # pylint: disable=protected-access
-        name=mean_regression_error.MEAN_SQUARED_ERROR_NAME,
-        eval_config=eval_config,
-        model_name=model_name,
-        output_name=output_name,
-        sub_key=sub_key,
-        example_weighted=example_weighted,
-    )
-    mse_key = mse_computations[-1].keys[0]
-    key = metric_types.MetricKey(
-        name=name,
-        model_name=model_name,
-        output_name=output_name,
-        sub_key=sub_key,
-        example_weighted=example_weighted,
-    )
+    def merge(self, other: "RatingSums") -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
-    def result(metrics):
-        return {key: math.sqrt(metrics[mse_key])}
-
-    return mse_computations + [metric_types.DerivedMetricComputation(keys=[key], result=result)]
+    def mean(self, total: float) -> float:
+        return total / self.weight if self.weight else float("nan")
 
 
-metric_types.register_metric(RootMeanSquaredError)
+class _RatingSumsCombiner(beam.CombineFn):
+    def __init__(self, key: metric_types.MetricKey, eval_config, example_weighted: bool):
+        self._key = key
+        self._eval_config = eval_config
+        self._example_weighted = example_weighted
+
+    def create_accumulator(self) -> RatingSums:
+        return RatingSums()
+
+    def add_input(self, sums: RatingSums, element: metric_types.StandardMetricInputs) -> RatingSums:
+        for label, prediction, weight in metric_util.to_label_prediction_example_weight(
+            element,
+            eval_config=self._eval_config,
+            model_name=self._key.model_name,
+            output_name=self._key.output_name,
+            example_weighted=self._example_weighted,
+            sub_key=self._key.sub_key,
+        ):
+            label = metric_util.safe_to_scalar(label)
+            prediction = metric_util.safe_to_scalar(prediction)
+            if not (np.isnan(label) or np.isnan(prediction)):
+                sums.add(label, prediction, metric_util.safe_to_scalar(weight))
+        return sums
+
+    def merge_accumulators(self, accumulators: Iterable[RatingSums]) -> RatingSums:
+        accumulators = iter(accumulators)
+        result = next(accumulators)
+        for sums in accumulators:
+            result.merge(sums)
+        return result
+
+    def extract_output(self, sums: RatingSums) -> Dict[metric_types.MetricKey, RatingSums]:
+        return {self._key: sums}
+
+
+def _computations_of(statistic: Callable[[RatingSums], float]):
+    """``merge_per_key_computations``'s per-key function for one statistic of the sums."""
+
+    def computations(
+        name: Optional[str] = None,
+        eval_config=None,
+        model_name: str = "",
+        output_name: str = "",
+        sub_key=None,
+        aggregation_type=None,
+        class_weights=None,
+        example_weighted: bool = False,
+    ) -> metric_types.MetricComputations:
+        del aggregation_type, class_weights  # Ratings are one regression output.
+        sums_key = metric_types.MetricKey(
+            name=_RATING_SUMS_NAME,
+            model_name=model_name,
+            output_name=output_name,
+            sub_key=sub_key,
+            example_weighted=example_weighted,
+        )
+        key = metric_types.MetricKey(
+            name=name,
+            model_name=model_name,
+            output_name=output_name,
+            sub_key=sub_key,
+            example_weighted=example_weighted,
+        )
+        shared_sums = metric_types.MetricComputation(
+            keys=[sums_key],
+            preprocessors=None,
+            combiner=_RatingSumsCombiner(sums_key, eval_config, example_weighted),
+        )
+
+        def result(metrics):
+            return {key: statistic(metrics[sums_key])}
+
+        return [shared_sums, metric_types.DerivedMetricComputation(keys=[key], result=result)]
+
+    return computations
+
+
+class _RatingMetric(metric_types.Metric):
+    """A statistic of the shared rating sums, reported under ``name``."""
+
+    STATISTIC: Callable[[RatingSums], float]
+    DEFAULT_NAME: str
+
+    def __init__(self, name: Optional[str] = None):
+        super().__init__(
+            metric_util.merge_per_key_computations(_computations_of(type(self).STATISTIC)),
+            name=name or self.DEFAULT_NAME,
+        )
+
+
+class RatingMeanSquaredError(_RatingMetric):
+    DEFAULT_NAME = MEAN_SQUARED_ERROR_NAME
+    STATISTIC = staticmethod(lambda sums: sums.mean(sums.squared_error))
+
+
+class RatingRootMeanSquaredError(_RatingMetric):
+    DEFAULT_NAME = ROOT_MEAN_SQUARED_ERROR_NAME
+    STATISTIC = staticmethod(lambda sums: math.sqrt(sums.mean(sums.squared_error)))
+
+
+class RatingMeanAbsoluteError(_RatingMetric):
+    DEFAULT_NAME = MEAN_ABSOLUTE_ERROR_NAME
+    STATISTIC = staticmethod(lambda sums: sums.mean(sums.absolute_error))
+
+
+class RatingMeanLabel(_RatingMetric):
+    DEFAULT_NAME = MEAN_LABEL_NAME
+    STATISTIC = staticmethod(lambda sums: sums.mean(sums.label))
+
+
+class RatingMeanPrediction(_RatingMetric):
+    DEFAULT_NAME = MEAN_PREDICTION_NAME
+    STATISTIC = staticmethod(lambda sums: sums.mean(sums.prediction))
+
+
+RATING_METRICS = (
+    RatingMeanSquaredError,
+    RatingRootMeanSquaredError,
+    RatingMeanAbsoluteError,
+    RatingMeanLabel,
+    RatingMeanPrediction,
+)
+for _metric in RATING_METRICS:
+    metric_types.register_metric(_metric)

@@ -36,14 +36,11 @@ from pipeline import configs
 
 
 # Per slice: error, size, and calibration (mean prediction beside mean label).
-_PER_SLICE_METRICS = (
-    ("ExampleCount", None),
-    ("MeanSquaredError", None),
-    ("MeanAbsoluteError", None),
-    ("RootMeanSquaredError", metrics.__name__),
-    ("MeanLabel", None),
-    ("MeanPrediction", None),
+# The rating metrics share one pass over the examples (components/metrics.py).
+_PER_SLICE_METRICS = (("ExampleCount", None),) + tuple(
+    (metric.__name__, metrics.__name__) for metric in metrics.RATING_METRICS
 )
+_BLESSING_METRIC = metrics.RatingRootMeanSquaredError.__name__
 
 
 def eval_config(settings: configs.EvalSettings, with_thresholds: bool = True) -> tfma.EvalConfig:
@@ -66,7 +63,7 @@ def eval_config(settings: configs.EvalSettings, with_thresholds: bool = True) ->
     metric_configs = []
     for class_name, module in _PER_SLICE_METRICS:
         metric = tfma.MetricConfig(class_name=class_name, module=module or "")
-        if with_thresholds and class_name == "RootMeanSquaredError":
+        if with_thresholds and class_name == _BLESSING_METRIC:
             # A plain MetricConfig.threshold would gate every slice (one
             # badly served rating value would block the model); the
             # blessing is about the overall slice only.

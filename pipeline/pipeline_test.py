@@ -66,16 +66,16 @@ def test_eval_config_carries_the_thresholds():
     by_name = {m.class_name: m for m in spec.metrics}
     assert {
         "ExampleCount",
-        "MeanSquaredError",
-        "MeanAbsoluteError",
-        "RootMeanSquaredError",
-        "MeanLabel",
-        "MeanPrediction",
+        "RatingMeanSquaredError",
+        "RatingMeanAbsoluteError",
+        "RatingRootMeanSquaredError",
+        "RatingMeanLabel",
+        "RatingMeanPrediction",
     } <= set(by_name)
     # The thresholds gate the overall slice only, never the analysis slices.
-    (per_slice,) = by_name["RootMeanSquaredError"].per_slice_thresholds
+    (per_slice,) = by_name["RatingRootMeanSquaredError"].per_slice_thresholds
     assert list(per_slice.slicing_specs) == [tfma.SlicingSpec()]
-    assert not by_name["RootMeanSquaredError"].HasField("threshold")
+    assert not by_name["RatingRootMeanSquaredError"].HasField("threshold")
     threshold = per_slice.threshold
     assert threshold.value_threshold.upper_bound.value == 0.97
     assert threshold.change_threshold.absolute.value == 0.02

@@ -206,17 +206,14 @@ def threshold_descriptions(eval_config) -> List[str]:
                 for slicing_spec in per_slice.slicing_specs:
                     where = "overall" if not slicing_spec.feature_keys else str(slicing_spec)
                     scoped.append((where, per_slice.threshold))
+            name = _threshold_metric_name(metric)
             for where, threshold in scoped:
                 if threshold.HasField("value_threshold"):
                     bounds = threshold.value_threshold
                     if bounds.HasField("upper_bound"):
-                        lines.append(
-                            f"{metric.class_name} ≤ {bounds.upper_bound.value:g} ({where})"
-                        )
+                        lines.append(f"{name} ≤ {bounds.upper_bound.value:g} ({where})")
                     if bounds.HasField("lower_bound"):
-                        lines.append(
-                            f"{metric.class_name} ≥ {bounds.lower_bound.value:g} ({where})"
-                        )
+                        lines.append(f"{name} ≥ {bounds.lower_bound.value:g} ({where})")
                 if threshold.HasField("change_threshold"):
                     change = threshold.change_threshold
                     direction = (
@@ -225,11 +222,19 @@ def threshold_descriptions(eval_config) -> List[str]:
                         else "below"
                     )
                     lines.append(
-                        f"{metric.class_name} at most {change.absolute.value:g} {direction} the "
+                        f"{name} at most {change.absolute.value:g} {direction} the "
                         f"latest blessed model's ({where})"
                     )
     # With a baseline TFMA repeats each metric per model; the text is the same.
     return list(dict.fromkeys(lines))
+
+
+def _threshold_metric_name(metric_config) -> str:
+    """The metric's column heading (RMSE), else the name TFMA reports it under."""
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    name = metric_specs.metric_instance(metric_config).name
+    return METRIC_HEADINGS.get(name, name)
 
 
 def read_model(name: str, trainer_outputs: Dict) -> Dict:

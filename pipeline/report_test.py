@@ -315,8 +315,8 @@ def test_thresholds_are_described_for_the_overall_slice():
     settings = configs.EvalSettings(rmse_upper_bound=0.97, rmse_max_increase=0.02)
     lines = report.threshold_descriptions(pipeline_lib.eval_config(settings))
     assert lines == [
-        "RootMeanSquaredError ≤ 0.97 (overall)",
-        "RootMeanSquaredError at most 0.02 above the latest blessed model's (overall)",
+        "RMSE ≤ 0.97 (overall)",
+        "RMSE at most 0.02 above the latest blessed model's (overall)",
     ]
     no_thresholds = pipeline_lib.eval_config(settings, with_thresholds=False)
     assert report.threshold_descriptions(no_thresholds) == []
