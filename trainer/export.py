@@ -15,9 +15,9 @@ Signatures:
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tensorflow_transform.saved import saved_transform_io_v2
 
 from components import features
+from trainer import transform_graph
 
 
 class ServingModule(tf.Module):
@@ -33,14 +33,9 @@ class ServingModule(tf.Module):
         super().__init__()
         self._model = _Untracked(model)
         self.model_weights = list(model.weights)
-        # What TFT's transform_features_layer() wraps, without the layer: it
-        # is a tf_keras Model, and saving one makes tf_keras trace its call
-        # functions again (7.5 s of every export on 2 cores). Tracking the
-        # loader's attributes, as the layer itself does, keeps the Transform
-        # graph's tables and vocabulary assets in the SavedModel.
-        loader = saved_transform_io_v2.SavedModelLoader(
-            tf_transform_output.transform_savedmodel_dir
-        )
+        # Tracking the loader's attributes keeps the Transform graph's tables
+        # and vocabulary assets in the SavedModel (trainer/transform_graph.py).
+        loader = transform_graph.load(tf_transform_output)
         self._transform = _Untracked(loader)
         self.transform_graph = loader.__dict__
         raw_spec = tf_transform_output.raw_feature_spec()
