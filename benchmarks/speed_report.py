@@ -251,6 +251,17 @@ def _pipeline(results: Dict) -> str:
                 ),
             ]
         )
+        effects = _variant_effects(results, _UNDONE_LEVERS, undone=True)
+        if effects:
+            lines.extend(
+                [
+                    "",
+                    "What each lever of the pipeline buys: the variant without it → the plain "
+                    "run with it, on the components it acts on:",
+                    "",
+                ]
+                + [f"- {item}" for item in effects]
+            )
     return "\n".join(lines)
 
 
@@ -348,6 +359,17 @@ def _trainer(results: Dict) -> str:
                 ),
             ]
         )
+        effects = _variant_effects(results, _UNDONE_LEVERS, undone=True)
+        if effects:
+            lines.extend(
+                [
+                    "",
+                    "What each lever of the pipeline buys: the variant without it → the plain "
+                    "run with it, on the components it acts on:",
+                    "",
+                ]
+                + [f"- {item}" for item in effects]
+            )
     return "\n".join(lines)
 
 
@@ -543,15 +565,34 @@ def _levers(results: Dict) -> str:
                 ),
             ]
         )
+        effects = _variant_effects(results, _UNDONE_LEVERS, undone=True)
+        if effects:
+            lines.extend(
+                [
+                    "",
+                    "What each lever of the pipeline buys: the variant without it → the plain "
+                    "run with it, on the components it acts on:",
+                    "",
+                ]
+                + [f"- {item}" for item in effects]
+            )
     return "\n".join(lines)
 
 
+# Node ids of the ExampleGen a run used (the stock one in variant
+# stock_csv_example_gen); both read as "ExampleGen" when runs are compared.
+_EXAMPLE_GENS = ("ArrowCsvExampleGen", "CsvExampleGen")
+
+
 def _flat(run: Dict) -> Dict:
-    """A pipeline run with ``components`` as name -> seconds."""
+    """A pipeline run with ``components`` as name -> seconds (its ExampleGen also as "ExampleGen")."""
     components = {
         name: entry["seconds"] if isinstance(entry, dict) else entry
         for name, entry in run.get("components", {}).items()
     }
+    for name in _EXAMPLE_GENS:
+        if name in components:
+            components["ExampleGen"] = components[name]
     return {**run, "components": components}
 
 
@@ -582,7 +623,7 @@ def _variant_row(name: str, run: Dict, baseline: Optional[Dict]) -> List:
         name,
         run["seconds"],
         delta,
-        components.get("ArrowCsvExampleGen"),
+        components.get("ExampleGen"),
         components.get("StatisticsGen"),
         components.get("Transform"),
         components.get("Trainer"),
@@ -691,77 +732,80 @@ def _input_suggestion(results: Dict) -> List[str]:
         f"{pipeline_ms:.0f} ms (median epoch, ML-100K, batch {batch}); the trainer benchmark "
         f"runs the same preset at {in_memory_ms:.1f} ms/step."
     )
-    variants = (results.get("levers") or {}).get("pipeline_variants") or {}
-    in_memory = variants.get("trainer_in_memory")
-    if in_memory:
-        baseline = _variant_baseline(in_memory, results) or {}
-        variant_ms = _median_step_ms(in_memory.get("trainer_epochs") or [])
-        baseline_ms = _median_step_ms(baseline.get("trainer_epochs") or [])
-        text += (
-            f" Feeding the pipeline's Trainer from memory (variant `trainer_in_memory`: each "
-            f"split read once, batches gathered) gave {variant_ms:.0f} ms/step against "
-            f"{baseline_ms:.0f} ms/step in the plain run beside it, so TFXIO decoding is not "
-            "what costs the time, and no change to `input_dataset` is suggested. The rest of "
-            "the gap was not pinned down: the same `trainer.task.train` on in-memory data in "
-            "a fresh process stepped at 4-15 ms under this load, so contention explains much "
-            "of it."
-        )
     return [text]
 
 
-# The components each pipeline lever acts on: its effect is read there, since
+# The components each pipeline variant acts on: its effect is read there, since
 # the whole run's time moves by more than that with the machine's load.
 _VARIANT_TARGETS = {
+    "stock_csv_example_gen": ("ExampleGen",),
+    "exact_statistics": ("StatisticsGen",),
+    "transform_statistics": ("Transform",),
+    "transform_materialize": ("Transform",),
+    "streamed_trainer_input": ("Trainer",),
+    "one_step_per_execution": ("Trainer",),
+    "tfma_native_metrics": ("Evaluator",),
+    "tfx_v1_import": (),
     "beam_multi_threading": ("StatisticsGen", "Transform", "Evaluator"),
-    "transform_without_statistics": ("Transform",),
     "trainer_batch_1024": ("Trainer",),
-    "trainer_in_memory": ("Trainer",),
+}
+# Variants that undo a lever the pipeline has: their cost is what the lever saves.
+_UNDONE_LEVERS = {
+    "stock_csv_example_gen": "`components/arrow_csv_example_gen.py` (Arrow parsing, "
+    "vectorised split) instead of TFX's CsvExampleGen",
+    "exact_statistics": "`pipeline/pipeline.py`: StatisticsGen's sketch-based top values "
+    "and uniques",
+    "transform_statistics": "`pipeline/pipeline.py`: Transform with `disable_statistics=True`",
+    "transform_materialize": "`pipeline/pipeline.py`: Transform with `materialize=False` "
+    "(the Trainer transforms the raw examples)",
+    "streamed_trainer_input": "`trainer/task.py`: the Trainer reads each split once into "
+    "memory (`input_in_memory`)",
+    "one_step_per_execution": "`trainer/task.py`: `STEPS_PER_EXECUTION = 8`",
+    "tfma_native_metrics": "`components/metrics.py`: one shared pass for MSE, RMSE, MAE, "
+    "mean label and mean prediction instead of TFMA's combiner per metric",
+    "tfx_v1_import": "the pipeline's modules import TFX's component modules, not `tfx.v1` "
+    "(which also imports the Google Cloud extensions)",
 }
 _VARIANT_FILES = {
     "beam_multi_threading": "`pipeline/configs.py` `local_beam_pipeline_args`: "
     "`--direct_running_mode=multi_threading --direct_num_workers=<nproc>`",
-    "transform_without_statistics": "`pipeline/pipeline.py`: Transform with "
-    "`disable_statistics=True` (nothing downstream reads its statistics)",
     "trainer_batch_1024": "`trainer/model_config.py`: default preset batch 1024, lr x8",
-    "trainer_in_memory": "`trainer/task.py` `input_dataset`: read each split once into "
-    "tensors, then reshuffle row numbers and gather batches every epoch",
 }
 
 
-def _pipeline_variant_suggestions(results: Dict) -> List[str]:
+def _variant_effects(results: Dict, names, undone: bool) -> List[str]:
+    """One line per variant in ``names``: its components and whole run against its baseline.
+
+    ``undone``: the variant removes a lever, so each figure reads variant →
+    plain run (what the lever saves); otherwise plain run → variant.
+    """
     levers = results.get("levers") or {}
-    measured = {}
-    for name, run in (levers.get("pipeline_variants") or {}).items():
-        measured.setdefault(name, []).append(run)
-    for name, runs in (levers.get("pipeline_variant_history") or {}).items():
-        measured.setdefault(name, []).extend(runs)
     items = []
-    for name, runs in measured.items():
-        if name == "baseline" or name == "trainer_in_memory":
-            continue  # the baseline is no lever; the Trainer input is covered above
+    for name, raw_run in (levers.get("pipeline_variants") or {}).items():
+        if name not in names:
+            continue
+        baseline = _variant_baseline(raw_run, results)
+        if not baseline:
+            continue
+        run = _flat(raw_run)
         parts = []
-        for raw_run in runs:
-            baseline = _variant_baseline(raw_run, results)
-            if not baseline:
-                continue
-            run = _flat(raw_run)
-            targets = []
-            for component in _VARIANT_TARGETS.get(name, ()):
-                before = baseline["components"].get(component)
-                after = run["components"].get(component)
-                if before and after:
-                    targets.append(
-                        f"{component} {before:.0f} → {after:.0f} s ({after / before - 1:+.0%})"
-                    )
-            change = run["seconds"] / baseline["seconds"] - 1
-            parts.append(
-                f"{', '.join(targets)}; whole run {baseline['seconds']:.0f} → "
-                f"{run['seconds']:.0f} s ({change:+.0%}), load {_load(run)} vs {_load(baseline)}"
-            )
-        if parts:
-            runs_text = " | ".join(parts)
-            items.append(f"{_VARIANT_FILES.get(name, name)}: {runs_text}.")
+        before, after = (run, baseline) if undone else (baseline, run)
+        for component in _VARIANT_TARGETS.get(name, ()):
+            first = before["components"].get(component)
+            then = after["components"].get(component)
+            if first and then:
+                parts.append(f"{component} {first:.1f} → {then:.1f} s")
+        parts.append(
+            f"whole run {before['seconds']:.0f} → {after['seconds']:.0f} s "
+            f"(load {_load(before)} → {_load(after)})"
+        )
+        items.append(f"{names[name]}: {'; '.join(parts)}.")
     return items
+
+
+def _pipeline_variant_suggestions(results: Dict) -> List[str]:
+    items = _variant_effects(results, _VARIANT_FILES, undone=False)
+    return [f"Not applied: {item}" for item in items]
 
 
 def _scale_suggestions(results: Dict) -> List[str]:
@@ -817,20 +861,14 @@ def _pipeline_observations(results: Dict) -> List[str]:
         shares = ", ".join(
             f"{name} {e['seconds']:.0f} s ({e['seconds'] / total:.0%})" for name, e in top
         )
-        items.append(
-            f"Where the 1M-rating run spends its time (not changed here): {shares}. The "
-            "Evaluator (TFMA, one Beam worker, overall + 3 slicing features) and CsvExampleGen "
-            "(CSV parsing in Beam; `local_runner.py` writes that CSV itself and could write "
-            "tf.Examples for ImportExampleGen instead) are the next candidates; neither was "
-            "measured as a variant."
-        )
+        items.append(f"Where the 1M-rating run spends its time: {shares}.")
     imports = (results.get("levers") or {}).get("imports") or []
     tfx_import = next((i for i in imports if i["statement"] == "from tfx import v1"), None)
     if tfx_import and "builtin" in runs:
         items.append(
-            f"`from tfx import v1` takes {tfx_import['seconds']} s of the built-in run's "
-            f"{runs['builtin']['seconds']:.0f} s; `local_runner.py` already defers it until the "
-            "input is checked, and a pipeline cannot run without it."
+            f"`from tfx import v1` alone takes {tfx_import['seconds']} s; the pipeline's "
+            "modules import TFX's component modules instead (variant `tfx_v1_import` "
+            "measures the difference)."
         )
     return items
 

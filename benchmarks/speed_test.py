@@ -224,3 +224,36 @@ def test_pipeline_variants_patch_the_modules_they_stand_for(monkeypatch):
     patched = model_config.preset(name)
     assert patched.batch_size == 1024
     assert patched.learning_rate == pytest.approx(original.learning_rate * 8)
+
+
+def test_pipeline_variants_undo_the_levers_they_name(monkeypatch):
+    from benchmarks import speed_pipeline_variant
+    from pipeline import configs
+    from pipeline import pipeline as pipeline_lib
+    from trainer import task
+
+    for name in ("ArrowCsvExampleGen", "Transform", "StatisticsGen", "_PER_SLICE_METRICS"):
+        monkeypatch.setattr(pipeline_lib, name, getattr(pipeline_lib, name))
+    monkeypatch.setattr(task, "STEPS_PER_EXECUTION", task.STEPS_PER_EXECUTION)
+    for variant in (
+        "stock_csv_example_gen",
+        "exact_statistics",
+        "transform_statistics",
+        "transform_materialize",
+        "one_step_per_execution",
+        "tfma_native_metrics",
+    ):
+        speed_pipeline_variant.VARIANTS[variant]()
+    config = configs.PipelineConfig(data_root="/data", output_root="/out")
+    components = {c.id: c for c in pipeline_lib.create_pipeline(config).components}
+
+    assert "CsvExampleGen" in components and "ArrowCsvExampleGen" not in components
+    assert components["StatisticsGen"].exec_properties["stats_options_json"] is None
+    transform = components["Transform"].exec_properties
+    assert transform["disable_statistics"] == 0
+    assert "transformed_examples" in components["Transform"].outputs
+    assert task.STEPS_PER_EXECUTION == 1
+    metric_names = [
+        m.class_name for m in pipeline_lib.eval_config(config.evaluation).metrics_specs[0].metrics
+    ]
+    assert "MeanSquaredError" in metric_names and "RatingMeanSquaredError" not in metric_names
