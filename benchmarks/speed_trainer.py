@@ -21,6 +21,7 @@ from benchmarks import speed_tools
 from benchmarks.datasets import PreparedData
 from components import features
 from trainer import model as model_lib
+from trainer import task
 from trainer.model_config import ModelConfig
 
 # Validation is forward passes only, so large batches cost nothing in quality.
@@ -71,7 +72,9 @@ class EpochClock(keras.callbacks.Callback):
         self.steps.append(0)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.steps[-1] += 1
+        # With several steps per execution Keras calls this once per
+        # execution, with the index of its last step.
+        self.steps[-1] = batch + 1
         if self.deadline is not None and time.perf_counter() > self.deadline:
             self.timed_out = True
             self.model.stop_training = True
@@ -252,6 +255,8 @@ def train_to_target(
             tfrecord_path, data.num_train, config.batch_size, config.seed, config.shuffle_buffer
         )
     model = model_lib.build_model(config, data.user_counts, data.movie_counts, data.mean_rating)
+    # As the pipeline's Trainer runs it (trainer/task.py).
+    model.steps_per_execution = task.STEPS_PER_EXECUTION
     if variant.jit_compile:
         model.jit_compile = True
     clock = EpochClock(
