@@ -93,14 +93,16 @@ def factor_contribution(data: datasets.PreparedData, l2: float, seed: int = 0) -
     return rows
 
 
-def markdown(rows: List[Dict], description: str, command: str, seconds: float) -> str:
+def markdown(rows: List[Dict], descriptions: List[str], command: str, seconds: float) -> str:
     """The report: one row per data set, L2 and activity bucket."""
     lines = [
         "# What the embedding factors add, by user activity",
         "",
         f"Command: `{command}`",
         "",
-        f"Wall time {seconds / 60:.1f} min. {description}",
+        f"Wall time {seconds / 60:.1f} min.",
+        "",
+        *(f"- {line}" for line in descriptions),
         "",
         "`uniform_16x` (4-d tables) trained for a fixed number of epochs, then scored "
         "as trained and with every embedding table zeroed (global mean and biases "
@@ -142,9 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     seconds = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sparsity.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (args.out / "sparsity.md").write_text(
-        markdown(rows, " ".join(described), command.strip(), seconds)
-    )
+    (args.out / "sparsity.md").write_text(markdown(rows, described, command.strip(), seconds))
     print(f"wrote {args.out / 'sparsity.md'}")
     return 0
 
