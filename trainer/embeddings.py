@@ -103,16 +103,24 @@ from trainer import qr_embedding
 from trainer.md_embedding import MDEmbedding
 from trainer.qr_embedding import QREmbedding
 
-_QR_KEYS = {"num_buckets": None, "compression": None, "num_partitions": 2,
-            "operation": "mult"}
+_QR_KEYS = {"num_buckets": None, "compression": None, "num_partitions": 2, "operation": "mult"}
 _SPEC_DEFAULTS = {
     "full": {},
     "qr": dict(_QR_KEYS, threshold=0),
-    "md": {"blocks": None, "block_fractions": None, "block_sizes": None,
-           "alpha": None, "base_dim": None, "param_budget": None,
-           "compression": None,
-           "dims": None, "round_to_power_of_two": False, "min_dim": 1,
-           "fill_budget": False, "tail_qr": None},
+    "md": {
+        "blocks": None,
+        "block_fractions": None,
+        "block_sizes": None,
+        "alpha": None,
+        "base_dim": None,
+        "param_budget": None,
+        "compression": None,
+        "dims": None,
+        "round_to_power_of_two": False,
+        "min_dim": 1,
+        "fill_budget": False,
+        "tail_qr": None,
+    },
 }
 DEFAULT_MD_BLOCKS = 4
 DEFAULT_MD_ALPHA = 0.3
@@ -120,12 +128,12 @@ _QR_SEARCH_WINDOW = 8
 BYTES_PER_PARAM = 4  # fp32
 
 
-def _with_defaults(spec: Mapping[str, Any], defaults: Mapping[str, Any],
-                   where: str) -> Dict[str, Any]:
+def _with_defaults(
+    spec: Mapping[str, Any], defaults: Mapping[str, Any], where: str
+) -> Dict[str, Any]:
     unknown = sorted(set(spec) - set(defaults))
     if unknown:
-        raise ValueError(
-            f"unknown key(s) {unknown} in {where}; allowed: {sorted(defaults)}")
+        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(defaults)}")
     return {**defaults, **spec}
 
 
@@ -135,9 +143,13 @@ def _exclusive(options: Dict[str, Any], keys: Sequence[str], where: str):
         raise ValueError(f"{where}: {given} are mutually exclusive")
 
 
-def qr_buckets_for_compression(input_dim: int, output_dim: int,
-                               compression: float, num_partitions: int = 2,
-                               operation: str = "mult") -> int:
+def qr_buckets_for_compression(
+    input_dim: int,
+    output_dim: int,
+    compression: float,
+    num_partitions: int = 2,
+    operation: str = "mult",
+) -> int:
     """The base m with the most parameters that still meets ``compression``.
 
     A budget is a ceiling: the chosen m has ``qr_params <= input_dim *
@@ -175,22 +187,26 @@ def qr_buckets_for_compression(input_dim: int, output_dim: int,
     return max(fitting, key=lambda m: (params(m), -m))
 
 
-def _resolve_qr(options: Mapping[str, Any], input_dim: int,
-                output_dim: int) -> Dict[str, Any]:
+def _resolve_qr(options: Mapping[str, Any], input_dim: int, output_dim: int) -> Dict[str, Any]:
     """QREmbedding kwargs (num_buckets, num_partitions, operation)."""
     _exclusive(options, ("num_buckets", "compression"), "qr spec")
     num_buckets = options["num_buckets"]
     if options["compression"] is not None:
         num_buckets = qr_buckets_for_compression(
-            input_dim, output_dim, options["compression"],
-            options["num_partitions"], options["operation"])
-    return {"num_buckets": num_buckets,
-            "num_partitions": int(options["num_partitions"]),
-            "operation": options["operation"]}
+            input_dim,
+            output_dim,
+            options["compression"],
+            options["num_partitions"],
+            options["operation"],
+        )
+    return {
+        "num_buckets": num_buckets,
+        "num_partitions": int(options["num_partitions"]),
+        "operation": options["operation"],
+    }
 
 
-def _md_offsets(options: Mapping[str, Any], counts: Sequence[float],
-                input_dim: int) -> List[int]:
+def _md_offsets(options: Mapping[str, Any], counts: Sequence[float], input_dim: int) -> List[int]:
     vocab_size = len(counts)
     if options["block_sizes"] is not None:
         sizes = list(options["block_sizes"])
@@ -199,24 +215,28 @@ def _md_offsets(options: Mapping[str, Any], counts: Sequence[float],
         return md_embedding.block_boundaries_from_counts(input_dim, sizes)
     if options["block_fractions"] is not None:
         offsets = md_embedding.block_boundaries_from_fractions(
-            vocab_size, options["block_fractions"])
+            vocab_size, options["block_fractions"]
+        )
     else:
         blocks = options["blocks"]
         if blocks is None:
-            blocks = (len(options["dims"]) if options["dims"] is not None
-                      else DEFAULT_MD_BLOCKS)
+            blocks = len(options["dims"]) if options["dims"] is not None else DEFAULT_MD_BLOCKS
         offsets = md_embedding.block_boundaries_equal_mass(counts, blocks)
     offsets[-1] = input_dim  # OOV rows join the tail
     return offsets
 
 
-def _build_md(options: Dict[str, Any], counts: Sequence[float],
-              input_dim: int, output_dim: int, name: str, initializer,
-              regularizer) -> MDEmbedding:
-    _exclusive(options, ("blocks", "block_fractions", "block_sizes"),
-               "md spec")
-    _exclusive(options, ("base_dim", "param_budget", "compression"),
-               "md spec")
+def _build_md(
+    options: Dict[str, Any],
+    counts: Sequence[float],
+    input_dim: int,
+    output_dim: int,
+    name: str,
+    initializer,
+    regularizer,
+) -> MDEmbedding:
+    _exclusive(options, ("blocks", "block_fractions", "block_sizes"), "md spec")
+    _exclusive(options, ("base_dim", "param_budget", "compression"), "md spec")
     for key in ("alpha", "base_dim", "param_budget", "compression"):
         if options["dims"] is not None and options[key] is not None:
             raise ValueError(f"md spec: 'dims' excludes {key!r}")
@@ -226,11 +246,8 @@ def _build_md(options: Dict[str, Any], counts: Sequence[float],
 
     if options["compression"] is not None:
         if not options["compression"] > 1:
-            raise ValueError(
-                f"md spec: compression must be > 1, got "
-                f"{options['compression']}")
-        options = dict(options, param_budget=int(
-            input_dim * output_dim // options["compression"]))
+            raise ValueError(f"md spec: compression must be > 1, got {options['compression']}")
+        options = dict(options, param_budget=int(input_dim * output_dim // options["compression"]))
 
     offsets = _md_offsets(options, counts, input_dim)
     rows = [hi - lo for lo, hi in zip(offsets[:-1], offsets[1:])]
@@ -241,63 +258,73 @@ def _build_md(options: Dict[str, Any], counts: Sequence[float],
     if options["dims"] is not None:
         dims = [int(d) for d in options["dims"]]
         if len(dims) != len(rows):
-            raise ValueError(
-                f"md spec: {len(rows)} blocks but {len(dims)} dims {dims}")
+            raise ValueError(f"md spec: {len(rows)} blocks but {len(dims)} dims {dims}")
     else:
-        alpha = (DEFAULT_MD_ALPHA if options["alpha"] is None
-                 else options["alpha"])
+        alpha = DEFAULT_MD_ALPHA if options["alpha"] is None else options["alpha"]
         popularity = md_embedding.block_popularity(counts, offsets)
         rounding = bool(options["round_to_power_of_two"])
         min_dim = int(options["min_dim"])
 
         def dims_for_base(base):
-            return md_embedding.alpha_power_dims(popularity, alpha, base,
-                                                 rounding, min_dim)
+            return md_embedding.alpha_power_dims(popularity, alpha, base, rounding, min_dim)
 
         if options["param_budget"] is not None:
+
             def cost(dims):
                 total = md_embedding.md_param_count(rows, dims, output_dim)
                 if tail_qr is not None:
-                    total += (qr_embedding.qr_param_count(
-                        rows[-1], dims[-1], **tail_kwargs(dims))
-                        - rows[-1] * dims[-1])
+                    total += (
+                        qr_embedding.qr_param_count(rows[-1], dims[-1], **tail_kwargs(dims))
+                        - rows[-1] * dims[-1]
+                    )
                 return total
 
             dims = md_embedding.largest_fitting_dims(
-                dims_for_base, cost, output_dim, int(options["param_budget"]),
-                min_dim)
+                dims_for_base, cost, output_dim, int(options["param_budget"]), min_dim
+            )
             if options["fill_budget"]:
                 dims = md_embedding.widen_to_budget(
-                    dims, cost, output_dim, int(options["param_budget"]))
+                    dims, cost, output_dim, int(options["param_budget"])
+                )
         else:
-            base_dim = (output_dim if options["base_dim"] is None
-                        else int(options["base_dim"]))
+            base_dim = output_dim if options["base_dim"] is None else int(options["base_dim"])
             if base_dim > output_dim:
-                raise ValueError(
-                    f"md spec: base_dim={base_dim} exceeds output_dim="
-                    f"{output_dim}")
+                raise ValueError(f"md spec: base_dim={base_dim} exceeds output_dim={output_dim}")
             dims = dims_for_base(base_dim)
 
     kwargs = {}
     if initializer is not None:
         kwargs["embeddings_initializer"] = initializer
     return MDEmbedding(
-        block_offsets=offsets, block_dims=dims, output_dim=output_dim,
+        block_offsets=offsets,
+        block_dims=dims,
+        output_dim=output_dim,
         tail_qr=None if tail_qr is None else tail_kwargs(dims),
-        embeddings_regularizer=regularizer, name=name, **kwargs)
+        embeddings_regularizer=regularizer,
+        name=name,
+        **kwargs,
+    )
 
 
 def _plain(input_dim, output_dim, name, initializer, regularizer):
     return keras.layers.Embedding(
-        input_dim, output_dim,
-        embeddings_initializer=(
-            "uniform" if initializer is None else initializer),
-        embeddings_regularizer=regularizer, name=name)
+        input_dim,
+        output_dim,
+        embeddings_initializer=("uniform" if initializer is None else initializer),
+        embeddings_regularizer=regularizer,
+        name=name,
+    )
 
 
-def build_embedding(spec: Mapping[str, Any], vocab_counts: Sequence[int],
-                    num_oov: int, output_dim: int, name: str,
-                    regularizer=None, initializer=None) -> keras.layers.Layer:
+def build_embedding(
+    spec: Mapping[str, Any],
+    vocab_counts: Sequence[int],
+    num_oov: int,
+    output_dim: int,
+    name: str,
+    regularizer=None,
+    initializer=None,
+) -> keras.layers.Layer:
     """Builds the embedding layer described by ``spec`` (see module docstring).
 
     Args:
@@ -320,10 +347,9 @@ def build_embedding(spec: Mapping[str, Any], vocab_counts: Sequence[int],
     kind = spec.pop("type", None)
     if kind not in _SPEC_DEFAULTS:
         raise ValueError(
-            f"unknown embedding type {kind!r} for {name!r}; allowed: "
-            f"{sorted(_SPEC_DEFAULTS)}")
-    options = _with_defaults(spec, _SPEC_DEFAULTS[kind],
-                             f"{kind!r} spec for {name!r}")
+            f"unknown embedding type {kind!r} for {name!r}; allowed: {sorted(_SPEC_DEFAULTS)}"
+        )
+    options = _with_defaults(spec, _SPEC_DEFAULTS[kind], f"{kind!r} spec for {name!r}")
     counts = [float(c) for c in vocab_counts]
     input_dim = len(counts) + int(num_oov)
     if input_dim < 1:
@@ -332,12 +358,15 @@ def build_embedding(spec: Mapping[str, Any], vocab_counts: Sequence[int],
     if kind == "full" or (kind == "qr" and input_dim <= options["threshold"]):
         return _plain(input_dim, output_dim, name, initializer, regularizer)
     if kind == "qr":
-        return QREmbedding(input_dim, output_dim,
-                           embeddings_initializer=initializer,
-                           embeddings_regularizer=regularizer, name=name,
-                           **_resolve_qr(options, input_dim, output_dim))
-    return _build_md(options, counts, input_dim, output_dim, name,
-                     initializer, regularizer)
+        return QREmbedding(
+            input_dim,
+            output_dim,
+            embeddings_initializer=initializer,
+            embeddings_regularizer=regularizer,
+            name=name,
+            **_resolve_qr(options, input_dim, output_dim),
+        )
+    return _build_md(options, counts, input_dim, output_dim, name, initializer, regularizer)
 
 
 def layer_tables(layer: keras.layers.Layer) -> List[Dict[str, Any]]:
@@ -345,18 +374,20 @@ def layer_tables(layer: keras.layers.Layer) -> List[Dict[str, Any]]:
     if hasattr(layer, "tables"):
         return list(layer.tables())
     if isinstance(layer, keras.layers.Embedding):
-        return [{"name": "embeddings", "rows": int(layer.input_dim),
-                 "dim": int(layer.output_dim)}]
+        return [{"name": "embeddings", "rows": int(layer.input_dim), "dim": int(layer.output_dim)}]
     raise TypeError(f"no memory report for layer type {type(layer).__name__}")
 
 
 def _ratios(params: int, full: int) -> Dict[str, float]:
-    return {"ratio_to_full": params / full if full else 0.0,
-            "compression": full / params if params else 0.0}
+    return {
+        "ratio_to_full": params / full if full else 0.0,
+        "compression": full / params if params else 0.0,
+    }
 
 
-def embedding_memory_report(layers: Mapping[str, keras.layers.Layer],
-                            output_dim: int) -> Dict[str, Any]:
+def embedding_memory_report(
+    layers: Mapping[str, keras.layers.Layer], output_dim: int
+) -> Dict[str, Any]:
     """Parameters and fp32 bytes per feature and table, vs full tables.
 
     Returns a JSON-serialisable dict::
@@ -373,23 +404,38 @@ def embedding_memory_report(layers: Mapping[str, keras.layers.Layer],
     features = {}
     total_params = total_full = 0
     for feature, layer in layers.items():
-        tables = [dict(t, rows=int(t["rows"]), dim=int(t["dim"]),
-                       params=int(t["rows"]) * int(t["dim"]),
-                       bytes=int(t["rows"]) * int(t["dim"]) * BYTES_PER_PARAM)
-                  for t in layer_tables(layer)]
+        tables = [
+            dict(
+                t,
+                rows=int(t["rows"]),
+                dim=int(t["dim"]),
+                params=int(t["rows"]) * int(t["dim"]),
+                bytes=int(t["rows"]) * int(t["dim"]) * BYTES_PER_PARAM,
+            )
+            for t in layer_tables(layer)
+        ]
         params = sum(t["params"] for t in tables)
         input_dim = int(layer.input_dim)
         full = input_dim * int(output_dim)
         features[feature] = {
-            "type": type(layer).__name__, "input_dim": input_dim,
-            "tables": tables, "params": params,
-            "bytes": params * BYTES_PER_PARAM, "full_params": full,
-            "full_bytes": full * BYTES_PER_PARAM, **_ratios(params, full)}
+            "type": type(layer).__name__,
+            "input_dim": input_dim,
+            "tables": tables,
+            "params": params,
+            "bytes": params * BYTES_PER_PARAM,
+            "full_params": full,
+            "full_bytes": full * BYTES_PER_PARAM,
+            **_ratios(params, full),
+        }
         total_params += params
         total_full += full
-    return {"features": features,
-            "total": {"params": total_params,
-                      "bytes": total_params * BYTES_PER_PARAM,
-                      "full_params": total_full,
-                      "full_bytes": total_full * BYTES_PER_PARAM,
-                      **_ratios(total_params, total_full)}}
+    return {
+        "features": features,
+        "total": {
+            "params": total_params,
+            "bytes": total_params * BYTES_PER_PARAM,
+            "full_params": total_full,
+            "full_bytes": total_full * BYTES_PER_PARAM,
+            **_ratios(total_params, total_full),
+        },
+    }

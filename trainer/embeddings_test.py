@@ -35,7 +35,6 @@ SMALL_COUNTS = [40, 20, 10, 10, 10, 5, 5]
 
 
 class TestFull:
-
     def test_plain_embedding(self):
         layer = _built(build_embedding({"type": "full"}, [5, 3, 1], 2, 4, "f"))
         assert type(layer) is keras.layers.Embedding
@@ -44,7 +43,6 @@ class TestFull:
 
 
 class TestQR:
-
     def test_default_buckets(self):
         # input_dim = 998 + 2 = 1000, m = ceil(sqrt(1000)) = 32,
         # quotient rows ceil(1000 / 32) = 32.
@@ -55,11 +53,9 @@ class TestQR:
 
     @pytest.mark.parametrize("k,op", [(2, "mult"), (2, "concat"), (3, "add")])
     def test_explicit_options_pass_through(self, k, op):
-        spec = {"type": "qr", "num_buckets": 12, "num_partitions": k,
-                "operation": op}
+        spec = {"type": "qr", "num_buckets": 12, "num_partitions": k, "operation": op}
         layer = _built(build_embedding(spec, [1] * 140, 4, 6, "f"))
-        assert (layer.num_buckets, layer.num_partitions, layer.operation) == (
-            12, k, op)
+        assert (layer.num_buckets, layer.num_partitions, layer.operation) == (12, k, op)
         assert layer.count_params() == qr.qr_param_count(144, 6, 12, k, op)
 
     def test_threshold_falls_back_to_plain_table(self):
@@ -68,24 +64,30 @@ class TestQR:
         plain = build_embedding(spec, [1] * 10, 1, 4, "f")
         assert type(plain) is keras.layers.Embedding
         assert _built(plain).count_params() == 11 * 4
-        compressed = build_embedding(dict(spec, threshold=10), [1] * 10, 1, 4,
-                                     "f")
+        compressed = build_embedding(dict(spec, threshold=10), [1] * 10, 1, 4, "f")
         assert isinstance(compressed, QREmbedding)
 
     def test_compression_k2_matches_closed_form(self):
         # n = 10000, c = 4: m + n / m = n / c = 2500 has the root
         # m = (2500 + sqrt(2500**2 - 4 * 10000)) / 2 = 2495.996.
         n, d, c = 10000, 16, 4.0
-        layer = build_embedding({"type": "qr", "compression": c},
-                                [1] * (n - 2), 2, d, "f")
+        layer = build_embedding({"type": "qr", "compression": c}, [1] * (n - 2), 2, d, "f")
         closed_form = (n / c + math.sqrt((n / c) ** 2 - 4 * n)) / 2
         assert abs(layer.num_buckets - closed_form) <= 1
         ratio = n * d / qr.qr_param_count(n, d, layer.num_buckets)
         assert ratio == pytest.approx(c, rel=0.01)
 
-    @pytest.mark.parametrize("n,k,op,c", [
-        (5000, 3, "mult", 20.0), (5000, 2, "concat", 8.0), (5000, 3, "concat", 30.0),
-        (45_237, 2, "concat", 4.0), (499_975, 2, "concat", 4.0), (943, 2, "mult", 3.0)])
+    @pytest.mark.parametrize(
+        "n,k,op,c",
+        [
+            (5000, 3, "mult", 20.0),
+            (5000, 2, "concat", 8.0),
+            (5000, 3, "concat", 30.0),
+            (45_237, 2, "concat", 4.0),
+            (499_975, 2, "concat", 4.0),
+            (943, 2, "mult", 3.0),
+        ],
+    )
     def test_compression_is_never_exceeded_and_nothing_larger_fits(self, n, k, op, c):
         d = 12
         m = embeddings.qr_buckets_for_compression(n, d, c, k, op)
@@ -93,8 +95,10 @@ class TestQR:
         chosen = qr.qr_param_count(n, d, m, k, op)
         assert chosen <= budget
         # No valid base uses more of the budget (exhaustive over the range).
-        assert not any(chosen < qr.qr_param_count(n, d, b, k, op) <= budget
-                       for b in range(qr.default_num_buckets(n, k), n))
+        assert not any(
+            chosen < qr.qr_param_count(n, d, b, k, op) <= budget
+            for b in range(qr.default_num_buckets(n, k), n)
+        )
 
     def test_budget_is_a_ceiling_not_the_nearest_ratio(self):
         # n = 499,975 at 16-d "concat", ratio 4: the nearest ratio overshot the
@@ -108,25 +112,27 @@ class TestQR:
         m = embeddings.qr_buckets_for_compression(10000, 16, 1e6)
         assert m == qr.default_num_buckets(10000)
 
-    @pytest.mark.parametrize("spec", [
-        {"type": "qr", "compression": 1.0},
-        {"type": "qr", "compression": 4.0, "num_buckets": 40},
-        {"type": "qr", "num_buckets": 18},  # 18**2 < 943
-    ])
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            {"type": "qr", "compression": 1.0},
+            {"type": "qr", "compression": 4.0, "num_buckets": 40},
+            {"type": "qr", "num_buckets": 18},  # 18**2 < 943
+        ],
+    )
     def test_bad_specs_raise(self, spec):
         with pytest.raises(ValueError):
             build_embedding(spec, [1] * 940, 3, 8, "f")
 
 
 class TestMD:
-
     def test_equal_mass_blocks_and_alpha_dims(self):
         # Two equal-mass blocks: [0, 1) and [1, 8) (the OOV row joins the
         # tail).  Popularity 40 / 1 = 40 and 60 / 7; alpha 0.5 and base 16:
         # 16 * sqrt((60 / 7) / 40) = 7.41 -> 7.
-        layer = _built(build_embedding(
-            {"type": "md", "blocks": 2, "alpha": 0.5}, SMALL_COUNTS, 1, 16,
-            "f"))
+        layer = _built(
+            build_embedding({"type": "md", "blocks": 2, "alpha": 0.5}, SMALL_COUNTS, 1, 16, "f")
+        )
         assert isinstance(layer, MDEmbedding)
         assert layer.block_offsets == [0, 1, 8]
         assert layer.block_dims == [16, 7]
@@ -139,22 +145,26 @@ class TestMD:
         offsets[-1] = 303
         assert layer.block_offsets == offsets
         assert layer.block_dims == md.alpha_power_dims(
-            md.block_popularity(counts, offsets), 0.3, 16)
+            md.block_popularity(counts, offsets), 0.3, 16
+        )
 
-    @pytest.mark.parametrize("key,value,offsets", [
-        ("block_sizes", [2, 5], [0, 2, 8]),       # sums to vocab: OOV appended
-        ("block_sizes", [2, 6], [0, 2, 8]),       # sums to input_dim
-        ("block_fractions", [0.3, 0.7], [0, 2, 8]),  # rint(0.3 * 7) = 2
-    ])
+    @pytest.mark.parametrize(
+        "key,value,offsets",
+        [
+            ("block_sizes", [2, 5], [0, 2, 8]),  # sums to vocab: OOV appended
+            ("block_sizes", [2, 6], [0, 2, 8]),  # sums to input_dim
+            ("block_fractions", [0.3, 0.7], [0, 2, 8]),  # rint(0.3 * 7) = 2
+        ],
+    )
     def test_explicit_blocking(self, key, value, offsets):
-        layer = build_embedding({"type": "md", key: value, "dims": [16, 4]},
-                                SMALL_COUNTS, 1, 16, "f")
+        layer = build_embedding(
+            {"type": "md", key: value, "dims": [16, 4]}, SMALL_COUNTS, 1, 16, "f"
+        )
         assert layer.block_offsets == offsets
         assert layer.block_dims == [16, 4]
 
     def test_explicit_dims_set_block_count(self):
-        layer = _built(build_embedding({"type": "md", "dims": [8, 4, 2]},
-                                       SMALL_COUNTS, 1, 8, "f"))
+        layer = _built(build_embedding({"type": "md", "dims": [8, 4, 2]}, SMALL_COUNTS, 1, 8, "f"))
         # Equal-mass targets 33.3 and 66.7: the nearest prefix masses are 40
         # (cut 1) and 70 (cut 3, 3.3 away vs 6.7 for 60).
         assert layer.block_offsets == [0, 1, 3, 8]
@@ -162,70 +172,110 @@ class TestMD:
 
     def test_param_budget(self):
         counts, budget = _zipf_counts(500), 3000
-        layer = _built(build_embedding(
-            {"type": "md", "blocks": 3, "alpha": 0.5, "param_budget": budget,
-             "round_to_power_of_two": True, "min_dim": 2}, counts, 2, 32, "f"))
+        layer = _built(
+            build_embedding(
+                {
+                    "type": "md",
+                    "blocks": 3,
+                    "alpha": 0.5,
+                    "param_budget": budget,
+                    "round_to_power_of_two": True,
+                    "min_dim": 2,
+                },
+                counts,
+                2,
+                32,
+                "f",
+            )
+        )
         rows = np.diff(layer.block_offsets).tolist()
         expected = md.alpha_power_dims_for_budget(
-            rows, md.block_popularity(counts, layer.block_offsets), 0.5, 32,
-            budget, round_to_power_of_two=True, min_dim=2)
+            rows,
+            md.block_popularity(counts, layer.block_offsets),
+            0.5,
+            32,
+            budget,
+            round_to_power_of_two=True,
+            min_dim=2,
+        )
         assert layer.block_dims == expected
         assert layer.count_params() <= budget
 
     def test_tail_qr(self):
         counts = _zipf_counts(200)
-        layer = _built(build_embedding(
-            {"type": "md", "blocks": 3, "dims": [16, 8, 4],
-             "tail_qr": {"operation": "add"}}, counts, 2, 16, "f"))
+        layer = _built(
+            build_embedding(
+                {"type": "md", "blocks": 3, "dims": [16, 8, 4], "tail_qr": {"operation": "add"}},
+                counts,
+                2,
+                16,
+                "f",
+            )
+        )
         lo, hi = layer.block_offsets[2], layer.block_offsets[3]
         rows = np.diff(layer.block_offsets).tolist()
-        assert layer.tail_qr == {"num_buckets": None, "num_partitions": 2,
-                                 "operation": "add"}
+        assert layer.tail_qr == {"num_buckets": None, "num_partitions": 2, "operation": "add"}
         assert layer._tail.num_buckets == qr.default_num_buckets(hi - lo)
-        expected = (rows[0] * 16 + rows[1] * 8 + 8 * 16
-                    + qr.qr_param_count(hi - lo, 4, None, 2, "add") + 4 * 16)
+        expected = (
+            rows[0] * 16
+            + rows[1] * 8
+            + 8 * 16
+            + qr.qr_param_count(hi - lo, 4, None, 2, "add")
+            + 4 * 16
+        )
         assert layer.count_params() == expected
 
     def test_tail_qr_within_budget(self):
         counts, budget = _zipf_counts(2000), 4000
-        layer = _built(build_embedding(
-            {"type": "md", "blocks": 3, "alpha": 0.6, "param_budget": budget,
-             "tail_qr": {}}, counts, 2, 32, "f"))
+        layer = _built(
+            build_embedding(
+                {"type": "md", "blocks": 3, "alpha": 0.6, "param_budget": budget, "tail_qr": {}},
+                counts,
+                2,
+                32,
+                "f",
+            )
+        )
         assert layer.count_params() <= budget
         assert isinstance(layer._tail, QREmbedding)
 
     @pytest.mark.parametrize("tail_qr", [None, {}])
     def test_fill_budget_spends_more_but_never_exceeds(self, tail_qr):
         counts, budget = _zipf_counts(2000), 6000
-        spec = {"type": "md", "blocks": 8, "alpha": 0.3, "param_budget": budget,
-                "tail_qr": tail_qr}
+        spec = {"type": "md", "blocks": 8, "alpha": 0.3, "param_budget": budget, "tail_qr": tail_qr}
         plain = _built(build_embedding(spec, counts, 1, 16, "f"))
         filled = _built(build_embedding(dict(spec, fill_budget=True), counts, 1, 16, "f"))
         assert plain.count_params() < filled.count_params() <= budget
         assert all(f >= p for f, p in zip(filled.block_dims, plain.block_dims))
         assert filled.block_dims == sorted(filled.block_dims, reverse=True)
 
-    @pytest.mark.parametrize("spec,match", [
-        ({"dims": [8, 4], "alpha": 0.5}, "dims"),
-        ({"base_dim": 8, "param_budget": 100}, "exclusive"),
-        ({"blocks": 2, "block_sizes": [2, 5]}, "exclusive"),
-        ({"blocks": 2, "base_dim": 32}, "base_dim"),
-        ({"block_sizes": [2, 4]}, "sum"),
-        ({"dims": [8, 4, 2], "blocks": 2}, "dims"),
-        ({"tail_qr": {"collisions": 4}}, "collisions"),
-        ({"blocks": 2, "param_budget": 10}, "too small"),
-    ])
+    @pytest.mark.parametrize(
+        "spec,match",
+        [
+            ({"dims": [8, 4], "alpha": 0.5}, "dims"),
+            ({"base_dim": 8, "param_budget": 100}, "exclusive"),
+            ({"blocks": 2, "block_sizes": [2, 5]}, "exclusive"),
+            ({"blocks": 2, "base_dim": 32}, "base_dim"),
+            ({"block_sizes": [2, 4]}, "sum"),
+            ({"dims": [8, 4, 2], "blocks": 2}, "dims"),
+            ({"tail_qr": {"collisions": 4}}, "collisions"),
+            ({"blocks": 2, "param_budget": 10}, "too small"),
+        ],
+    )
     def test_bad_specs_raise(self, spec, match):
         with pytest.raises(ValueError, match=match):
             build_embedding({"type": "md", **spec}, SMALL_COUNTS, 1, 16, "f")
 
 
-@pytest.mark.parametrize("spec,match", [
-    ({"type": "sparse"}, "allowed"),
-    ({}, "allowed"),
-    ({"type": "qr", "buckets": 3}, r"'buckets'.*num_buckets"),
-    ({"type": "full", "alpha": 0.3}, "alpha"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ({"type": "sparse"}, "allowed"),
+        ({}, "allowed"),
+        ({"type": "qr", "buckets": 3}, r"'buckets'.*num_buckets"),
+        ({"type": "full", "alpha": 0.3}, "alpha"),
+    ],
+)
 def test_unknown_type_or_key_raises(spec, match):
     with pytest.raises(ValueError, match=match):
         build_embedding(spec, [3, 2, 1], 1, 4, "f")
@@ -234,11 +284,10 @@ def test_unknown_type_or_key_raises(spec, match):
 def test_regularizer_and_initializer_reach_every_type():
     regularizer = keras.regularizers.L2(1e-3)
     initializer = keras.initializers.Constant(0.5)
-    for spec in ({"type": "full"}, {"type": "qr"},
-                 {"type": "md", "blocks": 2, "dims": [4, 4]}):
-        layer = build_embedding(spec, SMALL_COUNTS, 1, 4, "f",
-                                regularizer=regularizer,
-                                initializer=initializer)
+    for spec in ({"type": "full"}, {"type": "qr"}, {"type": "md", "blocks": 2, "dims": [4, 4]}):
+        layer = build_embedding(
+            spec, SMALL_COUNTS, 1, 4, "f", regularizer=regularizer, initializer=initializer
+        )
         out = ops.convert_to_numpy(layer(np.arange(8)))
         expected = 0.25 if spec["type"] == "qr" else 0.5  # qr: 0.5 * 0.5
         np.testing.assert_allclose(out, expected)
@@ -249,11 +298,14 @@ def _three_features():
     counts = _zipf_counts(400)
     return {
         "user": build_embedding({"type": "full"}, counts, 1, 8, "user_emb"),
-        "item": build_embedding({"type": "qr", "num_partitions": 3}, counts,
-                                1, 8, "item_emb"),
-        "genre": build_embedding({"type": "md", "blocks": 3, "alpha": 0.5,
-                                  "tail_qr": {"num_buckets": 20}}, counts, 1,
-                                 8, "genre_emb"),
+        "item": build_embedding({"type": "qr", "num_partitions": 3}, counts, 1, 8, "item_emb"),
+        "genre": build_embedding(
+            {"type": "md", "blocks": 3, "alpha": 0.5, "tail_qr": {"num_buckets": 20}},
+            counts,
+            1,
+            8,
+            "genre_emb",
+        ),
     }
 
 
@@ -266,37 +318,33 @@ def test_memory_report():
         assert entry["input_dim"] == 401
         assert entry["params"] == layer.count_params()
         assert entry["params"] == sum(t["params"] for t in entry["tables"])
-        assert all(t["params"] == t["rows"] * t["dim"]
-                   and t["bytes"] == 4 * t["params"] for t in entry["tables"])
+        assert all(
+            t["params"] == t["rows"] * t["dim"] and t["bytes"] == 4 * t["params"]
+            for t in entry["tables"]
+        )
         assert entry["bytes"] == 4 * entry["params"]
         assert entry["full_params"] == 401 * 8
-        assert entry["ratio_to_full"] == pytest.approx(
-            entry["params"] / (401 * 8))
+        assert entry["ratio_to_full"] == pytest.approx(entry["params"] / (401 * 8))
     assert report["features"]["user"]["tables"] == [
-        {"name": "embeddings", "rows": 401, "dim": 8, "params": 3208,
-         "bytes": 12832}]
+        {"name": "embeddings", "rows": 401, "dim": 8, "params": 3208, "bytes": 12832}
+    ]
     assert report["features"]["user"]["ratio_to_full"] == 1.0
     total = report["total"]
     assert total["params"] == sum(l.count_params() for l in layers.values())
     assert total["full_params"] == 3 * 401 * 8
-    assert total["compression"] == pytest.approx(
-        total["full_params"] / total["params"])
+    assert total["compression"] == pytest.approx(total["full_params"] / total["params"])
 
 
 def test_factory_model_save_load_round_trip(tmp_path):
     features = _three_features()
-    inputs = {name: keras.Input(shape=(), dtype="int64", name=name)
-              for name in features}
-    merged = keras.layers.Concatenate()(
-        [features[name](inputs[name]) for name in features])
+    inputs = {name: keras.Input(shape=(), dtype="int64", name=name) for name in features}
+    merged = keras.layers.Concatenate()([features[name](inputs[name]) for name in features])
     model = keras.Model(inputs, keras.layers.Dense(1)(merged))
-    ids = {name: np.random.default_rng(i).integers(0, 401, 64)
-           for i, name in enumerate(features)}
+    ids = {name: np.random.default_rng(i).integers(0, 401, 64) for i, name in enumerate(features)}
     # On a GPU Keras' jit_compile="auto" turns XLA on; force it here so the
     # CPU run exercises the same train step.
     model.compile(optimizer="adam", loss="mse", jit_compile=True)
-    history = model.fit(ids, np.ones((64, 1)), epochs=2, batch_size=32,
-                        verbose=0)
+    history = model.fit(ids, np.ones((64, 1)), epochs=2, batch_size=32, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     before = model.predict(ids, verbose=0)
     model.save(tmp_path / "m.keras")

@@ -43,6 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import keras
 from keras import ops
 import numpy as np
+
 # tf.dynamic_partition / tf.dynamic_stitch have no keras.ops equivalent; they
 # let each id be embedded once, by its own block only.
 import tensorflow as tf
@@ -66,8 +67,8 @@ def _check_offsets(offsets: Sequence[int], n: int) -> List[int]:
     for lo, hi in zip(offsets[:-1], offsets[1:]):
         if hi <= lo:
             raise ValueError(
-                f"block offsets must be strictly increasing (every block "
-                f"non-empty), got {offsets}")
+                f"block offsets must be strictly increasing (every block non-empty), got {offsets}"
+            )
     return offsets
 
 
@@ -75,8 +76,7 @@ def _spread(cuts: Sequence[int], n: int) -> List[int]:
     """Offsets from interior cut points, nudged so no block is empty."""
     num_blocks = len(cuts) + 1
     if n < num_blocks:
-        raise ValueError(
-            f"cannot cut {n} rows into {num_blocks} non-empty blocks")
+        raise ValueError(f"cannot cut {n} rows into {num_blocks} non-empty blocks")
     offsets = [0] + [int(c) for c in cuts] + [n]
     # Forward pass keeps each block >= 1 row from the head, backward pass
     # keeps room for the remaining blocks at the tail.
@@ -87,8 +87,7 @@ def _spread(cuts: Sequence[int], n: int) -> List[int]:
     return _check_offsets(offsets, n)
 
 
-def block_boundaries_equal_mass(counts: Sequence[float],
-                                num_blocks: int) -> List[int]:
+def block_boundaries_equal_mass(counts: Sequence[float], num_blocks: int) -> List[int]:
     """Cut frequency-sorted ``counts`` into blocks of ~equal frequency mass.
 
     Cut ``j`` goes where the running total is closest to ``j / num_blocks`` of
@@ -106,8 +105,7 @@ def block_boundaries_equal_mass(counts: Sequence[float],
     num_blocks = int(num_blocks)
     if num_blocks < 1:
         raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
-    if (counts.ndim != 1 or np.any(counts < 0)
-            or not np.all(np.isfinite(counts))):
+    if counts.ndim != 1 or np.any(counts < 0) or not np.all(np.isfinite(counts)):
         raise ValueError("counts must be a 1-D sequence of finite values >= 0")
     total = counts.sum()
     if total <= 0:
@@ -125,8 +123,7 @@ def block_boundaries_equal_mass(counts: Sequence[float],
     return _spread(cuts, len(counts))
 
 
-def block_boundaries_from_fractions(n: int,
-                                    fractions: Sequence[float]) -> List[int]:
+def block_boundaries_from_fractions(n: int, fractions: Sequence[float]) -> List[int]:
     """Blocks holding the given fractions of the ``n`` rows (head first).
 
     ``fractions`` must be positive and sum to 1; cut points are rounded to
@@ -151,8 +148,7 @@ def block_boundaries_from_counts(n: int, sizes: Sequence[int]) -> List[int]:
     return _check_offsets(np.concatenate([[0], np.cumsum(sizes)]).tolist(), n)
 
 
-def block_popularity(counts: Sequence[float],
-                     offsets: Sequence[int]) -> List[float]:
+def block_popularity(counts: Sequence[float], offsets: Sequence[int]) -> List[float]:
     """Lookups per row of each block: block frequency / block rows.
 
     ``counts`` may be shorter than ``offsets[-1]``; the missing rows (e.g.
@@ -164,8 +160,10 @@ def block_popularity(counts: Sequence[float],
     def mass_below(i):
         return prefix[min(i, len(counts))]
 
-    return [float((mass_below(hi) - mass_below(lo)) / (hi - lo))
-            for lo, hi in zip(offsets[:-1], offsets[1:])]
+    return [
+        float((mass_below(hi) - mass_below(lo)) / (hi - lo))
+        for lo, hi in zip(offsets[:-1], offsets[1:])
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -181,9 +179,13 @@ def _nearest_power_of_two(x: float) -> int:
     return hi if hi - x <= x - lo else lo
 
 
-def alpha_power_dims(block_popularity: Sequence[float], alpha: float,
-                     base_dim: int, round_to_power_of_two: bool = False,
-                     min_dim: int = 1) -> List[int]:
+def alpha_power_dims(
+    block_popularity: Sequence[float],
+    alpha: float,
+    base_dim: int,
+    round_to_power_of_two: bool = False,
+    min_dim: int = 1,
+) -> List[int]:
     """Ginart et al.'s power rule ``d_i = base_dim * (p_i / max p) ** alpha``.
 
     Args:
@@ -201,19 +203,19 @@ def alpha_power_dims(block_popularity: Sequence[float], alpha: float,
     """
     p = np.asarray(block_popularity, dtype=np.float64)
     base_dim, min_dim, alpha = int(base_dim), int(min_dim), float(alpha)
-    if (p.ndim != 1 or p.size == 0 or np.any(p < 0)
-            or not np.all(np.isfinite(p))):
+    if p.ndim != 1 or p.size == 0 or np.any(p < 0) or not np.all(np.isfinite(p)):
         raise ValueError(
             "block_popularity must be a non-empty 1-D sequence of finite "
-            f"values >= 0, got {list(block_popularity)}")
+            f"values >= 0, got {list(block_popularity)}"
+        )
     if p.max() <= 0:
         raise ValueError("all block popularities are 0: no block to anchor on")
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     if min_dim < 1 or base_dim < min_dim:
         raise ValueError(
-            f"need 1 <= min_dim <= base_dim, got min_dim={min_dim}, "
-            f"base_dim={base_dim}")
+            f"need 1 <= min_dim <= base_dim, got min_dim={min_dim}, base_dim={base_dim}"
+        )
     dims = []
     for raw in base_dim * (p / p.max()) ** alpha:
         if round_to_power_of_two:
@@ -224,16 +226,21 @@ def alpha_power_dims(block_popularity: Sequence[float], alpha: float,
     return dims
 
 
-def md_param_count(block_rows: Sequence[int], block_dims: Sequence[int],
-                   output_dim: int) -> int:
+def md_param_count(block_rows: Sequence[int], block_dims: Sequence[int], output_dim: int) -> int:
     """Tables ``rows_i * d_i`` + projections ``d_i * output_dim`` if narrower."""
-    return sum(int(r) * int(d) + (int(d) * output_dim if d < output_dim else 0)
-               for r, d in zip(block_rows, block_dims))
+    return sum(
+        int(r) * int(d) + (int(d) * output_dim if d < output_dim else 0)
+        for r, d in zip(block_rows, block_dims)
+    )
 
 
-def largest_fitting_dims(dims_for_base: Callable[[int], List[int]],
-                         cost: Callable[[List[int]], int], output_dim: int,
-                         param_budget: int, min_dim: int = 1) -> List[int]:
+def largest_fitting_dims(
+    dims_for_base: Callable[[int], List[int]],
+    cost: Callable[[List[int]], int],
+    output_dim: int,
+    param_budget: int,
+    min_dim: int = 1,
+) -> List[int]:
     """Dims for the largest ``base_dim <= output_dim`` with cost <= budget.
 
     Every base is tried from ``output_dim`` down, because cost is not monotone
@@ -246,11 +253,13 @@ def largest_fitting_dims(dims_for_base: Callable[[int], List[int]],
     floor_dims = dims_for_base(max(int(min_dim), 1))
     raise ValueError(
         f"param_budget={param_budget} is too small: even dims {floor_dims} "
-        f"need {cost(floor_dims)} parameters")
+        f"need {cost(floor_dims)} parameters"
+    )
 
 
-def widen_to_budget(dims: Sequence[int], cost: Callable[[List[int]], int],
-                    output_dim: int, param_budget: int) -> List[int]:
+def widen_to_budget(
+    dims: Sequence[int], cost: Callable[[List[int]], int], output_dim: int, param_budget: int
+) -> List[int]:
     """``dims`` with the budget that integer rounding left over spent.
 
     The alpha rule scales one head dim, so the widest fitting head can leave
@@ -269,18 +278,21 @@ def widen_to_budget(dims: Sequence[int], cost: Callable[[List[int]], int],
             ceiling = int(output_dim) if i == 0 else dims[i - 1]
             if dims[i] >= ceiling:
                 continue
-            wider = dims[:i] + [dims[i] + 1] + dims[i + 1:]
+            wider = dims[:i] + [dims[i] + 1] + dims[i + 1 :]
             if cost(wider) <= param_budget:
                 dims, grew = wider, True
     return dims
 
 
-def alpha_power_dims_for_budget(block_rows: Sequence[int],
-                                block_popularity: Sequence[float],
-                                alpha: float, output_dim: int,
-                                param_budget: int,
-                                round_to_power_of_two: bool = False,
-                                min_dim: int = 1) -> List[int]:
+def alpha_power_dims_for_budget(
+    block_rows: Sequence[int],
+    block_popularity: Sequence[float],
+    alpha: float,
+    output_dim: int,
+    param_budget: int,
+    round_to_power_of_two: bool = False,
+    min_dim: int = 1,
+) -> List[int]:
     """Alpha-rule dims with the widest head that fits ``param_budget``.
 
     Finds the largest head dim ``base_dim <= output_dim`` such that
@@ -291,10 +303,14 @@ def alpha_power_dims_for_budget(block_rows: Sequence[int],
       ValueError: if even ``base_dim = min_dim`` exceeds the budget.
     """
     return largest_fitting_dims(
-        lambda base: alpha_power_dims(block_popularity, alpha, base,
-                                      round_to_power_of_two, min_dim),
+        lambda base: alpha_power_dims(
+            block_popularity, alpha, base, round_to_power_of_two, min_dim
+        ),
         lambda dims: md_param_count(block_rows, dims, output_dim),
-        output_dim, param_budget, min_dim)
+        output_dim,
+        param_budget,
+        min_dim,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -335,47 +351,54 @@ class MDEmbedding(keras.layers.Layer):
     block, gathered (and projected) per block, and stitched back in order.
     """
 
-    def __init__(self, block_offsets: Sequence[int], block_dims: Sequence[int],
-                 output_dim: int, tail_qr: Optional[Dict[str, Any]] = None,
-                 embeddings_initializer="uniform", embeddings_regularizer=None,
-                 projection_initializer="glorot_uniform", **kwargs):
+    def __init__(
+        self,
+        block_offsets: Sequence[int],
+        block_dims: Sequence[int],
+        output_dim: int,
+        tail_qr: Optional[Dict[str, Any]] = None,
+        embeddings_initializer="uniform",
+        embeddings_regularizer=None,
+        projection_initializer="glorot_uniform",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.output_dim = int(output_dim)
         block_offsets = [int(o) for o in block_offsets]
         self.block_offsets = _check_offsets(
-            block_offsets, block_offsets[-1] if block_offsets else 0)
+            block_offsets, block_offsets[-1] if block_offsets else 0
+        )
         self.input_dim = self.block_offsets[-1]
         self.block_dims = [int(d) for d in block_dims]
         if len(self.block_dims) != len(self.block_offsets) - 1:
             raise ValueError(
                 f"{len(self.block_offsets) - 1} blocks need as many dims, got "
-                f"block_dims={self.block_dims}")
+                f"block_dims={self.block_dims}"
+            )
         for d in self.block_dims:
             if not 1 <= d <= self.output_dim:
                 raise ValueError(
                     f"block dims must be in [1, output_dim={self.output_dim}], "
-                    f"got {self.block_dims}")
-        self.embeddings_initializer = keras.initializers.get(
-            embeddings_initializer)
-        self.embeddings_regularizer = keras.regularizers.get(
-            embeddings_regularizer)
-        self.projection_initializer = keras.initializers.get(
-            projection_initializer)
+                    f"got {self.block_dims}"
+                )
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
+        self.projection_initializer = keras.initializers.get(projection_initializer)
         self.tail_qr = None if tail_qr is None else dict(tail_qr)
         self._tail = None
         if self.tail_qr is not None:
             for key in _TAIL_QR_RESERVED:
                 if key in self.tail_qr:
-                    raise ValueError(
-                        f"tail_qr must not set {key!r}: it comes from the last "
-                        "block")
+                    raise ValueError(f"tail_qr must not set {key!r}: it comes from the last block")
             qr_kwargs = dict(self.tail_qr)
             if embeddings_regularizer is not None:
-                qr_kwargs.setdefault("embeddings_regularizer",
-                                     embeddings_regularizer)
+                qr_kwargs.setdefault("embeddings_regularizer", embeddings_regularizer)
             self._tail = QREmbedding(
                 input_dim=self.block_offsets[-1] - self.block_offsets[-2],
-                output_dim=self.block_dims[-1], name="tail_qr", **qr_kwargs)
+                output_dim=self.block_dims[-1],
+                name="tail_qr",
+                **qr_kwargs,
+            )
 
     @property
     def num_blocks(self) -> int:
@@ -397,15 +420,16 @@ class MDEmbedding(keras.layers.Layer):
                 table = self.add_weight(
                     name=f"block_{i}_embeddings",
                     shape=(self._block_rows(i), d),
-                    initializer=per_table_initializer(
-                        self.embeddings_initializer, i),
-                    regularizer=self.embeddings_regularizer)
+                    initializer=per_table_initializer(self.embeddings_initializer, i),
+                    regularizer=self.embeddings_regularizer,
+                )
             projection = None
             if d < self.output_dim:
                 projection = self.add_weight(
-                    name=f"block_{i}_projection", shape=(d, self.output_dim),
-                    initializer=per_table_initializer(
-                        self.projection_initializer, i))
+                    name=f"block_{i}_projection",
+                    shape=(d, self.output_dim),
+                    initializer=per_table_initializer(self.projection_initializer, i),
+                )
             self._block_tables.append(table)
             self._projections.append(projection)
         if self._tail is not None:
@@ -433,8 +457,7 @@ class MDEmbedding(keras.layers.Layer):
         positions = ops.arange(ops.shape(flat)[0], dtype="int32")
         # tf.dynamic_partition / tf.dynamic_stitch: no keras.ops equivalent.
         id_parts = tf.dynamic_partition(flat, block, self.num_blocks)
-        position_parts = tf.dynamic_partition(positions, block,
-                                              self.num_blocks)
+        position_parts = tf.dynamic_partition(positions, block, self.num_blocks)
         vectors = [
             self._embed_block(i, id_parts[i] - self.block_offsets[i])
             for i in range(self.num_blocks)
@@ -450,38 +473,36 @@ class MDEmbedding(keras.layers.Layer):
         out = []
         for i, d in enumerate(self.block_dims):
             if self._has_table(i):
-                out.append({"name": f"block_{i}", "rows": self._block_rows(i),
-                            "dim": d})
+                out.append({"name": f"block_{i}", "rows": self._block_rows(i), "dim": d})
             else:
-                out.extend({**t, "name": f"block_{i}_qr_{t['name']}"}
-                           for t in self._tail.tables())
+                out.extend({**t, "name": f"block_{i}_qr_{t['name']}"} for t in self._tail.tables())
             if d < self.output_dim:
-                out.append({"name": f"block_{i}_projection", "rows": d,
-                            "dim": self.output_dim})
+                out.append({"name": f"block_{i}_projection", "rows": d, "dim": self.output_dim})
         return out
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "block_offsets": list(self.block_offsets),
-            "block_dims": list(self.block_dims),
-            "output_dim": self.output_dim,
-            "tail_qr": self.tail_qr,
-            "embeddings_initializer": keras.initializers.serialize(
-                self.embeddings_initializer),
-            "embeddings_regularizer": keras.regularizers.serialize(
-                self.embeddings_regularizer),
-            "projection_initializer": keras.initializers.serialize(
-                self.projection_initializer),
-        })
+        config.update(
+            {
+                "block_offsets": list(self.block_offsets),
+                "block_dims": list(self.block_dims),
+                "output_dim": self.output_dim,
+                "tail_qr": self.tail_qr,
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+                "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer),
+                "projection_initializer": keras.initializers.serialize(self.projection_initializer),
+            }
+        )
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key, module in (("embeddings_initializer", keras.initializers),
-                            ("projection_initializer", keras.initializers),
-                            ("embeddings_regularizer", keras.regularizers)):
+        for key, module in (
+            ("embeddings_initializer", keras.initializers),
+            ("projection_initializer", keras.initializers),
+            ("embeddings_regularizer", keras.regularizers),
+        ):
             if config.get(key) is not None:
                 config[key] = module.deserialize(config[key])
         return cls(**config)

@@ -18,7 +18,6 @@ def _np(x):
 
 
 class TestBlockBoundaries:
-
     # Prefix masses of these counts: 0, 40, 60, 70, 80, 90, 95, 100.
     COUNTS = [40, 20, 10, 10, 10, 5, 5]
 
@@ -44,21 +43,20 @@ class TestBlockBoundaries:
             assert len(offsets) == blocks + 1
             assert all(b > a for a, b in zip(offsets, offsets[1:]))
 
-    @pytest.mark.parametrize("counts,blocks", [
-        ([0, 0, 0], 2), ([5, 4], 3), ([3, -1], 1), ([3, 2], 0)])
+    @pytest.mark.parametrize(
+        "counts,blocks", [([0, 0, 0], 2), ([5, 4], 3), ([3, -1], 1), ([3, 2], 0)]
+    )
     def test_equal_mass_rejects_impossible_input(self, counts, blocks):
         with pytest.raises(ValueError):
             md.block_boundaries_equal_mass(counts, blocks)
 
     def test_fractions(self):
         # Cumulative 0.5 and 0.8 of 10 rows -> cuts 5 and 8.
-        assert md.block_boundaries_from_fractions(
-            10, [0.5, 0.3, 0.2]) == [0, 5, 8, 10]
+        assert md.block_boundaries_from_fractions(10, [0.5, 0.3, 0.2]) == [0, 5, 8, 10]
 
     def test_fractions_keep_every_block_non_empty(self):
         # Both cuts round to 3; they are pushed back to 1 and 2.
-        assert md.block_boundaries_from_fractions(
-            3, [0.98, 0.01, 0.01]) == [0, 1, 2, 3]
+        assert md.block_boundaries_from_fractions(3, [0.98, 0.01, 0.01]) == [0, 1, 2, 3]
 
     @pytest.mark.parametrize("fractions", [[0.5, 0.4], [1.2, -0.2], []])
     def test_bad_fractions_raise(self, fractions):
@@ -80,19 +78,16 @@ class TestBlockBoundaries:
 
 
 class TestAlphaRule:
-
     def test_hand_computed_dims(self):
         # 64 * 0.1 ** 0.5 = 20.24 -> 20 and 64 * 0.01 ** 0.5 = 6.4 -> 6.
         assert md.alpha_power_dims([100, 10, 1], 0.5, 64) == [64, 20, 6]
 
     def test_power_of_two_rounding(self):
         # 20.24 is nearer 16 than 32; 6.4 is nearer 8 than 4.
-        assert md.alpha_power_dims([100, 10, 1], 0.5, 64,
-                                   round_to_power_of_two=True) == [64, 16, 8]
+        assert md.alpha_power_dims([100, 10, 1], 0.5, 64, round_to_power_of_two=True) == [64, 16, 8]
 
     def test_min_dim_floor_and_alpha_zero(self):
-        assert md.alpha_power_dims([100, 10, 1], 0.5, 64,
-                                   min_dim=8) == [64, 20, 8]
+        assert md.alpha_power_dims([100, 10, 1], 0.5, 64, min_dim=8) == [64, 20, 8]
         assert md.alpha_power_dims([100, 10, 1], 0.0, 64) == [64, 64, 64]
 
     def test_rounds_half_up(self):
@@ -108,12 +103,12 @@ class TestAlphaRule:
         # equals DLRM's d_i = d0 * (n_min / n_i) ** alpha.
         rows, mass, alpha, d0 = [10, 40, 200, 1000], 1000.0, 0.4, 64
         popularity = [mass / n for n in rows]
-        dlrm = [int(np.floor(d0 * (min(rows) / n) ** alpha + 0.5))
-                for n in rows]
+        dlrm = [int(np.floor(d0 * (min(rows) / n) ** alpha + 0.5)) for n in rows]
         assert md.alpha_power_dims(popularity, alpha, d0) == dlrm
 
-    @pytest.mark.parametrize("args", [
-        ([0, 0], 0.5, 8), ([1, -1], 0.5, 8), ([1, 1], -0.5, 8), ([], 0.5, 8)])
+    @pytest.mark.parametrize(
+        "args", [([0, 0], 0.5, 8), ([1, -1], 0.5, 8), ([1, 1], -0.5, 8), ([], 0.5, 8)]
+    )
     def test_bad_inputs_raise(self, args):
         with pytest.raises(ValueError):
             md.alpha_power_dims(*args)
@@ -125,8 +120,9 @@ class TestAlphaRule:
     #   b = 15: [15, 5, 2]  -> 150 + 500 + 2000 + 240 + 80 + 32  = 3002
     #   b = 14: [14, 4, 1]  -> 140 + 400 + 1000 + 224 + 64 + 16  = 1844
     #   b = 1:  [1, 1, 1]   -> 10 + 100 + 1000 + 3 * 16          = 1158
-    BUDGET_CASE = dict(block_rows=[10, 100, 1000],
-                       block_popularity=[100, 10, 1], alpha=0.5, output_dim=16)
+    BUDGET_CASE = dict(
+        block_rows=[10, 100, 1000], block_popularity=[100, 10, 1], alpha=0.5, output_dim=16
+    )
 
     def test_param_count_formula(self):
         rows = self.BUDGET_CASE["block_rows"]
@@ -135,18 +131,16 @@ class TestAlphaRule:
         assert md.md_param_count(rows, [14, 4, 1], 16) == 1844
 
     def test_budget_picks_widest_head_that_fits(self):
-        assert md.alpha_power_dims_for_budget(
-            **self.BUDGET_CASE, param_budget=2772) == [16, 5, 2]
+        assert md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=2772) == [16, 5, 2]
         # b = 15 costs more than b = 16 (its head needs a projection), so one
         # parameter less than 2772 drops all the way to b = 14.
-        assert md.alpha_power_dims_for_budget(
-            **self.BUDGET_CASE, param_budget=2771) == [14, 4, 1]
+        assert md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=2771) == [14, 4, 1]
 
     def test_budget_with_power_of_two_rounding(self):
         # b = 16 -> [16, 4, 2]: 160 + 400 + 2000 + 64 + 32 = 2656.
         assert md.alpha_power_dims_for_budget(
-            **self.BUDGET_CASE, param_budget=2656,
-            round_to_power_of_two=True) == [16, 4, 2]
+            **self.BUDGET_CASE, param_budget=2656, round_to_power_of_two=True
+        ) == [16, 4, 2]
 
     def test_widen_spends_the_leftover_budget(self):
         rows, out = self.BUDGET_CASE["block_rows"], self.BUDGET_CASE["output_dim"]
@@ -164,7 +158,7 @@ class TestAlphaRule:
         assert all(w >= f for w, f in zip(widened, fitted))
         assert widened == sorted(widened, reverse=True)
         for i in range(len(widened)):
-            wider = widened[:i] + [widened[i] + 1] + widened[i + 1:]
+            wider = widened[:i] + [widened[i] + 1] + widened[i + 1 :]
             ceiling = out if i == 0 else widened[i - 1]
             assert wider[i] > ceiling or cost(wider) > 2771
 
@@ -174,10 +168,8 @@ class TestAlphaRule:
 
     def test_budget_too_small_raises(self):
         with pytest.raises(ValueError, match="too small"):
-            md.alpha_power_dims_for_budget(**self.BUDGET_CASE,
-                                           param_budget=1157)
-        assert md.alpha_power_dims_for_budget(
-            **self.BUDGET_CASE, param_budget=1158) == [1, 1, 1]
+            md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=1157)
+        assert md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=1158) == [1, 1, 1]
 
 
 def _built(layer):
@@ -186,7 +178,6 @@ def _built(layer):
 
 
 class TestLayer:
-
     OFFSETS = [0, 5, 20, 63]  # 60 vocabulary ids + 3 OOV buckets
 
     def test_one_block_equals_plain_embedding(self):
@@ -221,26 +212,27 @@ class TestLayer:
         assert full.count_params() == 63 * 8
 
     def test_tail_qr_replaces_last_table(self):
-        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8,
-                                   tail_qr={"num_buckets": 7}))
+        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7}))
         # Tail: 43 ids, m = 7 -> remainder 7 rows, quotient ceil(43/7) = 7.
         expected = 5 * 8 + 15 * 4 + 4 * 8 + (7 + 7) * 2 + 2 * 8
         assert layer.count_params() == expected
         assert sum(t["rows"] * t["dim"] for t in layer.tables()) == expected
         assert [t["name"] for t in layer.tables()] == [
-            "block_0", "block_1", "block_1_projection", "block_2_qr_remainder",
-            "block_2_qr_quotient", "block_2_projection"]
+            "block_0",
+            "block_1",
+            "block_1_projection",
+            "block_2_qr_remainder",
+            "block_2_qr_quotient",
+            "block_2_projection",
+        ]
 
     def test_tail_qr_output_is_qr_vector_times_projection(self):
-        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8,
-                                   tail_qr={"num_buckets": 7}))
+        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7}))
         tail_ids = np.arange(20, 63)
         tail = layer._tail
-        projection = [_np(w) for w in layer.weights
-                      if w.path.endswith("block_2_projection")][0]
+        projection = [_np(w) for w in layer.weights if w.path.endswith("block_2_projection")][0]
         expected = _np(tail(tail_ids - 20)) @ projection
-        np.testing.assert_allclose(_np(layer(tail_ids)), expected, rtol=1e-5,
-                                   atol=1e-7)
+        np.testing.assert_allclose(_np(layer(tail_ids)), expected, rtol=1e-5, atol=1e-7)
 
     def test_ids_in_one_block_only_and_unit_axis(self):
         layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8)
@@ -250,8 +242,7 @@ class TestLayer:
         np.testing.assert_array_equal(out, _np(layer(head)))
 
     def test_oov_id_gives_finite_vector(self):
-        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8,
-                            tail_qr={"num_buckets": 7})
+        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7})
         out = _np(layer(np.array([62, 60, 0])))
         assert out.shape == (3, 8) and np.all(np.isfinite(out))
 
@@ -263,42 +254,55 @@ class TestLayer:
         assert len(layer.trainable_variables) == expected
 
     def test_xla_matches_eager(self):
-        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8,
-                            tail_qr={"num_buckets": 7})
+        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7})
         ids = tf.constant(np.random.default_rng(2).integers(0, 63, 100))
         np.testing.assert_allclose(
-            _np(tf.function(layer, jit_compile=True)(ids)), _np(layer(ids)),
-            rtol=1e-6)
+            _np(tf.function(layer, jit_compile=True)(ids)), _np(layer(ids)), rtol=1e-6
+        )
 
-    @pytest.mark.parametrize("kwargs", [
-        {},
-        {"tail_qr": {"num_buckets": 7, "operation": "add"},
-         "embeddings_regularizer": keras.regularizers.L2(1e-4)},
-        {"embeddings_initializer": keras.initializers.RandomNormal(seed=3),
-         "projection_initializer": "orthogonal"},
-    ])
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {},
+            {
+                "tail_qr": {"num_buckets": 7, "operation": "add"},
+                "embeddings_regularizer": keras.regularizers.L2(1e-4),
+            },
+            {
+                "embeddings_initializer": keras.initializers.RandomNormal(seed=3),
+                "projection_initializer": "orthogonal",
+            },
+        ],
+    )
     def test_save_load_round_trip(self, kwargs, tmp_path):
         layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, **kwargs)
         loaded = assert_save_load_round_trip(layer, np.arange(63), tmp_path)
         assert loaded.tables() == layer.tables()
         assert loaded.get_config() == layer.get_config()
 
-    @pytest.mark.parametrize("args,kwargs", [
-        (([0, 5, 5, 63], [8, 4, 2], 8), {}),
-        (([1, 5, 63], [8, 4], 8), {}),
-        (([0, 5, 63], [8, 16], 8), {}),
-        (([0, 5, 63], [8], 8), {}),
-        (([], [], 8), {}),
-        (([0, 5, 63], [8, 4], 8), {"tail_qr": {"input_dim": 58}}),
-    ])
+    @pytest.mark.parametrize(
+        "args,kwargs",
+        [
+            (([0, 5, 5, 63], [8, 4, 2], 8), {}),
+            (([1, 5, 63], [8, 4], 8), {}),
+            (([0, 5, 63], [8, 16], 8), {}),
+            (([0, 5, 63], [8], 8), {}),
+            (([], [], 8), {}),
+            (([0, 5, 63], [8, 4], 8), {"tail_qr": {"input_dim": 58}}),
+        ],
+    )
     def test_bad_arguments_raise(self, args, kwargs):
         with pytest.raises(ValueError):
             MDEmbedding(*args, **kwargs)
 
     def test_tail_qr_inherits_regularizer(self):
         regularizer = keras.regularizers.L2(1e-3)
-        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8,
-                            tail_qr={"num_buckets": 7},
-                            embeddings_regularizer=regularizer)
+        layer = MDEmbedding(
+            self.OFFSETS,
+            [8, 4, 2],
+            8,
+            tail_qr={"num_buckets": 7},
+            embeddings_regularizer=regularizer,
+        )
         assert isinstance(layer._tail, QREmbedding)
         assert layer._tail.embeddings_regularizer is regularizer

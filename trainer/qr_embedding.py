@@ -63,7 +63,7 @@ def integer_root_ceil(n: int, k: int) -> int:
         return 1
     m = max(1, math.ceil(n ** (1.0 / k)))
     # The float root can be off by one for large n; fix it with exact ints.
-    while m ** k < n:
+    while m**k < n:
         m += 1
     while m > 1 and (m - 1) ** k >= n:
         m -= 1
@@ -103,8 +103,7 @@ def qr_table_shapes(
     """
     n, d, k = int(input_dim), int(output_dim), int(num_partitions)
     if operation not in OPERATIONS:
-        raise ValueError(
-            f"operation must be one of {OPERATIONS}, got {operation!r}")
+        raise ValueError(f"operation must be one of {OPERATIONS}, got {operation!r}")
     if k < 2:
         raise ValueError(f"num_partitions must be >= 2, got {num_partitions}")
     if d < 1:
@@ -116,20 +115,23 @@ def qr_table_shapes(
         raise ValueError(
             f"num_buckets={m} must be < input_dim={n}: a QR embedding with "
             "that many buckets is no smaller than a plain table (use a plain "
-            "embedding, e.g. via the factory's 'threshold').")
-    if m ** k < n:
+            "embedding, e.g. via the factory's 'threshold')."
+        )
+    if m**k < n:
         raise ValueError(
             f"num_buckets={m} with num_partitions={k} gives only {m}**{k}="
-            f"{m ** k} distinct tuples, fewer than input_dim={n}, so ids "
-            f"would collide; use num_buckets >= {integer_root_ceil(n, k)}.")
+            f"{m**k} distinct tuples, fewer than input_dim={n}, so ids "
+            f"would collide; use num_buckets >= {integer_root_ceil(n, k)}."
+        )
     if operation == "concat" and d < k:
         raise ValueError(
             f"operation='concat' needs output_dim >= num_partitions "
-            f"(got {d} < {k}): every table needs at least one column.")
+            f"(got {d} < {k}): every table needs at least one column."
+        )
     names = _table_names(k)
     shapes = []
     for j in range(k):
-        rows = min(m, -(-n // m ** j))  # -(-a // b) is ceil(a / b) in ints.
+        rows = min(m, -(-n // m**j))  # -(-a // b) is ceil(a / b) in ints.
         if operation == "concat":
             dim = d // k + (1 if j < d % k else 0)
         else:
@@ -138,12 +140,20 @@ def qr_table_shapes(
     return shapes
 
 
-def qr_param_count(input_dim: int, output_dim: int,
-                   num_buckets: Optional[int] = None, num_partitions: int = 2,
-                   operation: str = "mult") -> int:
+def qr_param_count(
+    input_dim: int,
+    output_dim: int,
+    num_buckets: Optional[int] = None,
+    num_partitions: int = 2,
+    operation: str = "mult",
+) -> int:
     """Total parameters: ``sum_j rows_j * dim_j`` over the QR tables."""
-    return sum(rows * dim for _, rows, dim in qr_table_shapes(
-        input_dim, output_dim, num_buckets, num_partitions, operation))
+    return sum(
+        rows * dim
+        for _, rows, dim in qr_table_shapes(
+            input_dim, output_dim, num_buckets, num_partitions, operation
+        )
+    )
 
 
 def per_table_initializer(initializer, index: int):
@@ -166,7 +176,7 @@ def prepare_ids(inputs, input_dim: int):
     """Cast ids to an integer dtype and drop a trailing axis of size 1."""
     # int32 keeps the digit arithmetic on the fast path; only vocabularies
     # beyond 2**31 ids need int64.
-    dtype = "int32" if input_dim < 2 ** 31 else "int64"
+    dtype = "int32" if input_dim < 2**31 else "int64"
     ids = ops.cast(inputs, dtype)
     if len(ids.shape) >= 2 and ids.shape[-1] == 1:
         ids = ops.squeeze(ids, axis=-1)
@@ -203,32 +213,39 @@ class QREmbedding(keras.layers.Layer):
     Output: ``[batch, output_dim]`` in the layer's compute dtype.
     """
 
-    def __init__(self, input_dim: int, output_dim: int,
-                 num_buckets: Optional[int] = None, num_partitions: int = 2,
-                 operation: str = "mult", embeddings_initializer=None,
-                 embeddings_regularizer=None, **kwargs):
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        num_buckets: Optional[int] = None,
+        num_partitions: int = 2,
+        operation: str = "mult",
+        embeddings_initializer=None,
+        embeddings_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
         self.num_partitions = int(num_partitions)
         self.operation = operation
         if num_buckets is None:
-            num_buckets = default_num_buckets(self.input_dim,
-                                              self.num_partitions)
+            num_buckets = default_num_buckets(self.input_dim, self.num_partitions)
         self.num_buckets = int(num_buckets)
-        self._shapes = qr_table_shapes(self.input_dim, self.output_dim,
-                                       self.num_buckets, self.num_partitions,
-                                       self.operation)
+        self._shapes = qr_table_shapes(
+            self.input_dim, self.output_dim, self.num_buckets, self.num_partitions, self.operation
+        )
         self.embeddings_initializer = (
-            None if embeddings_initializer is None
-            else keras.initializers.get(embeddings_initializer))
-        self.embeddings_regularizer = keras.regularizers.get(
-            embeddings_regularizer)
+            None
+            if embeddings_initializer is None
+            else keras.initializers.get(embeddings_initializer)
+        )
+        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
 
     def _default_limit(self) -> float:
         k = self.num_partitions
         if self.operation == "mult":
-            variance = _PLAIN_UNIFORM_LIMIT ** 2 / 3.0
+            variance = _PLAIN_UNIFORM_LIMIT**2 / 3.0
             return math.sqrt(3.0 * variance ** (1.0 / k))
         if self.operation == "add":
             return _PLAIN_UNIFORM_LIMIT / math.sqrt(k)
@@ -244,9 +261,12 @@ class QREmbedding(keras.layers.Layer):
         # Table shapes depend only on the constructor arguments, never on the
         # input shape, so the layer can also be built with no input.
         self._embedding_tables = [
-            self.add_weight(name=name, shape=(rows, dim),
-                            initializer=self._initializer_for(j),
-                            regularizer=self.embeddings_regularizer)
+            self.add_weight(
+                name=name,
+                shape=(rows, dim),
+                initializer=self._initializer_for(j),
+                regularizer=self.embeddings_regularizer,
+            )
             for j, (name, rows, dim) in enumerate(self._shapes)
         ]
         self.built = True
@@ -275,25 +295,27 @@ class QREmbedding(keras.layers.Layer):
 
     def tables(self) -> List[Dict[str, Any]]:
         """Tables for the memory report: ``[{"name", "rows", "dim"}, ...]``."""
-        return [{"name": name, "rows": rows, "dim": dim}
-                for name, rows, dim in self._shapes]
+        return [{"name": name, "rows": rows, "dim": dim} for name, rows, dim in self._shapes]
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "input_dim": self.input_dim,
-            "output_dim": self.output_dim,
-            # The resolved base, so a reload keeps the layout even if the
-            # default formula changes.
-            "num_buckets": self.num_buckets,
-            "num_partitions": self.num_partitions,
-            "operation": self.operation,
-            "embeddings_initializer": (
-                None if self.embeddings_initializer is None
-                else keras.initializers.serialize(self.embeddings_initializer)),
-            "embeddings_regularizer": keras.regularizers.serialize(
-                self.embeddings_regularizer),
-        })
+        config.update(
+            {
+                "input_dim": self.input_dim,
+                "output_dim": self.output_dim,
+                # The resolved base, so a reload keeps the layout even if the
+                # default formula changes.
+                "num_buckets": self.num_buckets,
+                "num_partitions": self.num_partitions,
+                "operation": self.operation,
+                "embeddings_initializer": (
+                    None
+                    if self.embeddings_initializer is None
+                    else keras.initializers.serialize(self.embeddings_initializer)
+                ),
+                "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer),
+            }
+        )
         return config
 
     @classmethod
@@ -301,8 +323,10 @@ class QREmbedding(keras.layers.Layer):
         config = dict(config)
         if config.get("embeddings_initializer") is not None:
             config["embeddings_initializer"] = keras.initializers.deserialize(
-                config["embeddings_initializer"])
+                config["embeddings_initializer"]
+            )
         if config.get("embeddings_regularizer") is not None:
             config["embeddings_regularizer"] = keras.regularizers.deserialize(
-                config["embeddings_regularizer"])
+                config["embeddings_regularizer"]
+            )
         return cls(**config)

@@ -23,8 +23,7 @@ def _ceil_div(a, b):
 
 def assert_gradients_reach_every_variable(layer, ids):
     # A random readout avoids accidental cancellation in sum(output).
-    readout = np.random.default_rng(0).normal(
-        size=(len(ids), layer.output_dim)).astype("float32")
+    readout = np.random.default_rng(0).normal(size=(len(ids), layer.output_dim)).astype("float32")
     with tf.GradientTape() as tape:
         loss = ops.sum(layer(ids) * readout)
     variables = layer.trainable_variables
@@ -48,7 +47,6 @@ def assert_save_load_round_trip(layer, ids, tmp_path):
 
 
 class TestTableShapes:
-
     def test_k2_default_buckets_is_ceil_sqrt(self):
         # ceil(sqrt(943)) = 31 because 30**2 = 900 < 943 <= 961 = 31**2.
         layer = QREmbedding(943, 8)
@@ -68,8 +66,7 @@ class TestTableShapes:
         # digit_2 = id // 400 spans ceil(943/400) = 3 values.
         layer = QREmbedding(943, 8, num_buckets=20, num_partitions=3)
         assert [t["rows"] for t in layer.tables()] == [20, 20, 3]
-        assert [t["name"] for t in layer.tables()] == [
-            "digit_0", "digit_1", "digit_2"]
+        assert [t["name"] for t in layer.tables()] == ["digit_0", "digit_1", "digit_2"]
 
     def test_k3_default_buckets_is_ceil_cube_root(self):
         # 9**3 = 729 < 943 <= 1000 = 10**3.
@@ -86,23 +83,28 @@ class TestTableShapes:
     def test_integer_root_ceil_matches_brute_force(self):
         for k in (2, 3, 4):
             for n in range(1, 3000):
-                expected = next(m for m in itertools.count(1) if m ** k >= n)
+                expected = next(m for m in itertools.count(1) if m**k >= n)
                 assert qr_embedding.integer_root_ceil(n, k) == expected
 
-    @pytest.mark.parametrize("n,m,k,op", [
-        (943, None, 2, "mult"), (943, 40, 2, "add"), (943, 31, 2, "concat"),
-        (943, None, 3, "mult"), (943, 20, 3, "add"), (1000, None, 3, "concat"),
-        (100, 3, 5, "mult"),
-    ])
+    @pytest.mark.parametrize(
+        "n,m,k,op",
+        [
+            (943, None, 2, "mult"),
+            (943, 40, 2, "add"),
+            (943, 31, 2, "concat"),
+            (943, None, 3, "mult"),
+            (943, 20, 3, "add"),
+            (1000, None, 3, "concat"),
+            (100, 3, 5, "mult"),
+        ],
+    )
     def test_param_count_matches_formula(self, n, m, k, op):
         d = 12
-        layer = QREmbedding(n, d, num_buckets=m, num_partitions=k,
-                            operation=op)
+        layer = QREmbedding(n, d, num_buckets=m, num_partitions=k, operation=op)
         layer.build()
         base = layer.num_buckets
-        rows = [min(base, _ceil_div(n, base ** j)) for j in range(k)]
-        dims = ([d // k + (j < d % k) for j in range(k)] if op == "concat"
-                else [d] * k)
+        rows = [min(base, _ceil_div(n, base**j)) for j in range(k)]
+        dims = [d // k + (j < d % k) for j in range(k)] if op == "concat" else [d] * k
         expected = sum(r * c for r, c in zip(rows, dims))
         assert layer.count_params() == expected
         assert qr_embedding.qr_param_count(n, d, m, k, op) == expected
@@ -110,38 +112,47 @@ class TestTableShapes:
 
 
 class TestValidation:
-
     def test_too_few_buckets_for_vocab_raises(self):
         # 18**2 = 324 < 943: two base-18 digits cannot tell 943 ids apart.
         with pytest.raises(ValueError, match="collide"):
             QREmbedding(943, 8, num_buckets=18)
 
-    @pytest.mark.parametrize("kwargs,match", [
-        ({"num_buckets": 1}, ">= 2"),
-        ({"num_buckets": 943}, "< input_dim"),
-        ({"num_partitions": 1}, "num_partitions"),
-        ({"operation": "max"}, "operation"),
-        ({"operation": "concat", "num_partitions": 3, "output_dim": 2},
-         "concat"),
-    ])
+    @pytest.mark.parametrize(
+        "kwargs,match",
+        [
+            ({"num_buckets": 1}, ">= 2"),
+            ({"num_buckets": 943}, "< input_dim"),
+            ({"num_partitions": 1}, "num_partitions"),
+            ({"operation": "max"}, "operation"),
+            ({"operation": "concat", "num_partitions": 3, "output_dim": 2}, "concat"),
+        ],
+    )
     def test_bad_arguments_raise(self, kwargs, match):
         kwargs = {"input_dim": 943, "output_dim": 8, **kwargs}
         with pytest.raises(ValueError, match=match):
             QREmbedding(**kwargs)
 
 
-@pytest.mark.parametrize("n,m,k", [
-    (943, 31, 2), (943, 40, 2), (943, 942, 2), (961, 31, 2), (943, 10, 3),
-    (943, 20, 3), (1000, 10, 3), (17, 2, 5), (100, 3, 5),
-])
+@pytest.mark.parametrize(
+    "n,m,k",
+    [
+        (943, 31, 2),
+        (943, 40, 2),
+        (943, 942, 2),
+        (961, 31, 2),
+        (943, 10, 3),
+        (943, 20, 3),
+        (1000, 10, 3),
+        (17, 2, 5),
+        (100, 3, 5),
+    ],
+)
 def test_every_id_maps_to_a_distinct_valid_tuple(n, m, k):
     # With "concat" and output_dim = k every table is one column wide; set row
     # r of each table to r and the output *is* the digit tuple the layer used.
-    layer = QREmbedding(n, k, num_buckets=m, num_partitions=k,
-                        operation="concat")
+    layer = QREmbedding(n, k, num_buckets=m, num_partitions=k, operation="concat")
     layer.build()
-    layer.set_weights([np.arange(t["rows"], dtype="float32")[:, None]
-                       for t in layer.tables()])
+    layer.set_weights([np.arange(t["rows"], dtype="float32")[:, None] for t in layer.tables()])
     digits = _np(layer(np.arange(n))).astype(np.int64)
     assert len({tuple(row) for row in digits}) == n
     rows = np.array([t["rows"] for t in layer.tables()])
@@ -150,18 +161,21 @@ def test_every_id_maps_to_a_distinct_valid_tuple(n, m, k):
     np.testing.assert_array_equal(digits @ (m ** np.arange(k)), np.arange(n))
 
 
-@pytest.mark.parametrize("op,combine", [
-    ("mult", np.multiply), ("add", np.add),
-    ("concat", lambda a, b: np.concatenate([a, b], axis=-1)),
-])
+@pytest.mark.parametrize(
+    "op,combine",
+    [
+        ("mult", np.multiply),
+        ("add", np.add),
+        ("concat", lambda a, b: np.concatenate([a, b], axis=-1)),
+    ],
+)
 def test_k2_output_matches_hand_computation(op, combine):
     n, m = 50, 8
     layer = QREmbedding(n, 6, num_buckets=m, operation=op)
     ids = np.arange(n)
     out = _np(layer(ids))
     remainder, quotient = [_np(w) for w in layer.get_weights()]
-    np.testing.assert_allclose(
-        out, combine(remainder[ids % m], quotient[ids // m]), rtol=1e-6)
+    np.testing.assert_allclose(out, combine(remainder[ids % m], quotient[ids // m]), rtol=1e-6)
 
 
 def test_k3_add_matches_hand_computation():
@@ -189,23 +203,21 @@ def test_default_mult_init_matches_plain_embedding_variance(k):
     # s**k, and the default picks s = (0.05**2 / 3) ** (1 / k).
     layer = QREmbedding(20000, 64, num_partitions=k)
     out = _np(layer(np.arange(20000)))
-    target = 0.05 ** 2 / 3
+    target = 0.05**2 / 3
     assert abs(out.mean()) < 0.05 * math.sqrt(target)
     assert out.var() == pytest.approx(target, rel=0.1)
 
 
 def test_seeded_user_initializer_gives_tables_distinct_values():
     # m = 31 and ceil(961 / 31) = 31: both tables are 31 x 4.
-    layer = QREmbedding(961, 4, embeddings_initializer=keras.initializers
-                        .RandomNormal(seed=7))
+    layer = QREmbedding(961, 4, embeddings_initializer=keras.initializers.RandomNormal(seed=7))
     layer.build()
     remainder, quotient = layer.get_weights()
     assert remainder.shape == quotient.shape
     assert not np.allclose(remainder, quotient)
 
 
-@pytest.mark.parametrize("k,op", [
-    (2, "mult"), (2, "add"), (2, "concat"), (3, "mult")])
+@pytest.mark.parametrize("k,op", [(2, "mult"), (2, "add"), (2, "concat"), (3, "mult")])
 def test_gradients_reach_every_table(k, op):
     layer = QREmbedding(200, 6, num_partitions=k, operation=op)
     assert_gradients_reach_every_variable(layer, np.arange(200))
@@ -219,13 +231,18 @@ def test_oov_id_gives_finite_vector():
     assert np.all(np.isfinite(out))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"operation": "mult"},
-    {"operation": "concat", "num_partitions": 3, "num_buckets": 7},
-    {"operation": "add",
-     "embeddings_initializer": keras.initializers.RandomNormal(stddev=0.1),
-     "embeddings_regularizer": keras.regularizers.L2(1e-4)},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"operation": "mult"},
+        {"operation": "concat", "num_partitions": 3, "num_buckets": 7},
+        {
+            "operation": "add",
+            "embeddings_initializer": keras.initializers.RandomNormal(stddev=0.1),
+            "embeddings_regularizer": keras.regularizers.L2(1e-4),
+        },
+    ],
+)
 def test_save_load_round_trip(kwargs, tmp_path):
     layer = QREmbedding(300, 8, **kwargs)
     loaded = assert_save_load_round_trip(layer, np.arange(300), tmp_path)
