@@ -251,17 +251,6 @@ def _pipeline(results: Dict) -> str:
                 ),
             ]
         )
-        effects = _variant_effects(results, _UNDONE_LEVERS, undone=True)
-        if effects:
-            lines.extend(
-                [
-                    "",
-                    "What each lever of the pipeline buys: the variant without it → the plain "
-                    "run with it, on the components it acts on:",
-                    "",
-                ]
-                + [f"- {item}" for item in effects]
-            )
     return "\n".join(lines)
 
 
@@ -359,17 +348,6 @@ def _trainer(results: Dict) -> str:
                 ),
             ]
         )
-        effects = _variant_effects(results, _UNDONE_LEVERS, undone=True)
-        if effects:
-            lines.extend(
-                [
-                    "",
-                    "What each lever of the pipeline buys: the variant without it → the plain "
-                    "run with it, on the components it acts on:",
-                    "",
-                ]
-                + [f"- {item}" for item in effects]
-            )
     return "\n".join(lines)
 
 
@@ -524,20 +502,17 @@ def _levers(results: Dict) -> str:
                 )
             )
         # The plain run first, then the levers.
-        for name, run in sorted(variants.items(), key=lambda item: item[0] != "baseline"):
+        from benchmarks.speed_pipeline_variant import VARIANTS
+
+        # Variants of older code (renamed or now the default) stay in the JSON only.
+        current = {k: v for k, v in variants.items() if k == "baseline" or k in VARIANTS}
+        for name, run in sorted(current.items(), key=lambda item: item[0] != "baseline"):
             if name == "baseline":
                 rows.append(
                     _variant_row("baseline: plain run beside the variants", _flat(run), None)
                 )
             else:
                 rows.append(_variant_row(name, _flat(run), _variant_baseline(run, results)))
-        for name, runs in (levers.get("pipeline_variant_history") or {}).items():
-            for run in runs:
-                rows.append(
-                    _variant_row(
-                        f"{name} (earlier run)", _flat(run), _variant_baseline(run, results)
-                    )
-                )
         lines.extend(
             [
                 "",
@@ -545,7 +520,8 @@ def _levers(results: Dict) -> str:
                 "(`benchmarks/speed_pipeline_variant.py`, which patches the module the lever "
                 "belongs in before `local_runner.main` runs). Each variant is compared with the "
                 "plain run recorded with it (a baseline run in the same levers invocation when "
-                "there is one, else the pipeline section's built-in run):",
+                "there is one, else the pipeline section's built-in run). Runs of variants "
+                "measured on older code are kept in `speed.json` only:",
                 "",
                 markdown_table(
                     [
@@ -565,17 +541,17 @@ def _levers(results: Dict) -> str:
                 ),
             ]
         )
-        effects = _variant_effects(results, _UNDONE_LEVERS, undone=True)
-        if effects:
-            lines.extend(
-                [
-                    "",
-                    "What each lever of the pipeline buys: the variant without it → the plain "
-                    "run with it, on the components it acts on:",
-                    "",
-                ]
-                + [f"- {item}" for item in effects]
-            )
+    effects = _variant_effects(results, _UNDONE_LEVERS, undone=True)
+    if effects:
+        lines.extend(
+            [
+                "",
+                "What each lever of the pipeline buys: the variant without it → the plain run "
+                "with it, on the components it acts on (1-min load of the two runs):",
+                "",
+            ]
+            + [f"- {item}" for item in effects]
+        )
     return "\n".join(lines)
 
 
@@ -797,7 +773,7 @@ def _variant_effects(results: Dict, names, undone: bool) -> List[str]:
                 parts.append(f"{component} {first:.1f} → {then:.1f} s")
         parts.append(
             f"whole run {before['seconds']:.0f} → {after['seconds']:.0f} s "
-            f"(load {_load(before)} → {_load(after)})"
+            f"(load {_load(before)}; {_load(after)})"
         )
         items.append(f"{names[name]}: {'; '.join(parts)}.")
     return items
