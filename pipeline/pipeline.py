@@ -10,8 +10,9 @@ import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 
 # The modules behind ``tfx.v1``'s names, imported directly: ``from tfx import
-# v1`` also imports the Google Cloud AI Platform extensions, 4.5 s of every
-# local run (benchmarks/results/speed.md). Those load only for Vertex AI.
+# v1`` also imports the Google Cloud AI Platform extensions, seconds of every
+# local run (variant tfx_v1_import in benchmarks/results/speed.md). Those load
+# only for Vertex AI.
 from tfx.components import Evaluator
 from tfx.components import ExampleValidator
 from tfx.components import Pusher
@@ -124,8 +125,8 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         # Its pre- and post-transform statistics feed nothing downstream
-        # (StatisticsGen's are the ones validated) and cost a fifth to a
-        # third of its time.
+        # (StatisticsGen's are the ones validated) and cost about 45% of its
+        # time (benchmarks/results/speed.md).
         disable_statistics=True,
         # The Trainer applies the graph to the raw examples itself: writing
         # transformed copies was 40% of Transform's time.

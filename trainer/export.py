@@ -21,11 +21,11 @@ from trainer import transform_graph
 
 
 class ServingModule(tf.Module):
-    """Tracks the model's weights and the Transform layer for saving.
+    """Tracks the model's weights and the Transform graph for saving.
 
     The Keras model itself stays untracked (a closure of the functions): a
     tracked model would bring its optimizer slots and its traced train, test
-    and predict functions into the SavedModel, which made saving 4x slower
+    and predict functions into the SavedModel, which made saving slower
     and the files larger, for nothing serving uses.
     """
 

@@ -2,8 +2,7 @@
 
 TFT's public ``transform_features_layer()`` is a tf_keras Model. It cannot
 take a Keras 3 ``keras.Input``, and a SavedModel that tracks it makes
-tf_keras trace its call functions again on save (7.5 s of every export on 2
-cores). The loader it wraps does the work without the layer; tracking the
+tf_keras trace its call functions again on save (seconds of every export). The loader it wraps does the work without the layer; tracking the
 loader's attributes, as the layer itself does, keeps the graph's tables and
 vocabulary assets in a SavedModel.
 """
