@@ -22,6 +22,7 @@ from benchmarks.datasets import PreparedData
 from components import features
 from trainer import embeddings
 from trainer import model as model_lib
+from trainer import task
 from trainer.md_embedding import MDEmbedding
 from trainer.model_config import ModelConfig
 
@@ -54,34 +55,16 @@ def train_batches(
 ) -> tuple[tf.data.Dataset, int]:
     """Endless shuffled batches and the number of batches in one epoch.
 
-    Each epoch draws a fresh permutation of the row numbers (stateless, so a
-    seed gives the same order every time) and gathers whole batches from the
-    in-memory tensors: no per-row work in tf.data, which matters at millions
-    of rows on two cores.
+    The pipeline Trainer's own batching (``trainer.task.shuffled_batches``):
+    a fresh stateless permutation per epoch, whole batches gathered at once.
     """
-    num_rows = len(ratings)
-    steps = -(-num_rows // batch_size)
-    columns = (
-        tf.constant(users.reshape(-1, 1), tf.int64),
-        tf.constant(movies.reshape(-1, 1), tf.int64),
-        tf.constant(ratings.reshape(-1, 1), tf.float32),
+    inputs = {
+        features.USER_INDEX: users.reshape(-1, 1).astype(np.int64),
+        features.MOVIE_INDEX: movies.reshape(-1, 1).astype(np.int64),
+    }
+    return task.shuffled_batches(
+        inputs, ratings.reshape(-1, 1).astype(np.float32), batch_size, seed
     )
-
-    def epoch(epoch_number):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(num_rows, dtype=tf.int64),
-            seed=tf.stack([tf.cast(seed, tf.int64), epoch_number]),
-        )
-
-        def batch(step):
-            rows = order[step * batch_size : tf.minimum((step + 1) * batch_size, num_rows)]
-            user, movie, rating = (tf.gather(column, rows) for column in columns)
-            return {features.USER_INDEX: user, features.MOVIE_INDEX: movie}, rating
-
-        return tf.data.Dataset.range(steps).map(batch)
-
-    dataset = tf.data.Dataset.range(1_000_000).flat_map(epoch)
-    return dataset.prefetch(tf.data.AUTOTUNE), steps
 
 
 def eval_batches(data: PreparedData) -> tf.data.Dataset:
