@@ -40,6 +40,7 @@ def _run(metric):
 @pytest.mark.parametrize(
     "metric, expected",
     [
+        (metrics.RatingExampleCount(), len(LABELS)),
         (metrics.RatingMeanSquaredError(), np.mean((LABELS - PREDICTIONS) ** 2)),
         (metrics.RatingRootMeanSquaredError(), math.sqrt(np.mean((LABELS - PREDICTIONS) ** 2))),
         (metrics.RatingMeanAbsoluteError(), np.mean(np.abs(LABELS - PREDICTIONS))),
@@ -58,6 +59,7 @@ def test_metrics_report_under_tfma_names_and_are_not_shadowed_by_tfma():
         config = tfma.MetricConfig(class_name=metric.__name__, module=metrics.__name__)
         assert type(metric_specs.metric_instance(config)) is metric
     assert [m().name for m in metrics.RATING_METRICS] == [
+        "example_count",
         "mean_squared_error",
         "root_mean_squared_error",
         "mean_absolute_error",

@@ -39,9 +39,7 @@ from pipeline import configs
 
 # Per slice: error, size, and calibration (mean prediction beside mean label).
 # The rating metrics share one pass over the examples (components/metrics.py).
-_PER_SLICE_METRICS = (("ExampleCount", None),) + tuple(
-    (metric.__name__, metrics.__name__) for metric in metrics.RATING_METRICS
-)
+_PER_SLICE_METRICS = tuple((metric.__name__, metrics.__name__) for metric in metrics.RATING_METRICS)
 _BLESSING_METRIC = metrics.RatingRootMeanSquaredError.__name__
 
 

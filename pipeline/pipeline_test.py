@@ -65,7 +65,7 @@ def test_eval_config_carries_the_thresholds():
     (spec,) = eval_config.metrics_specs
     by_name = {m.class_name: m for m in spec.metrics}
     assert {
-        "ExampleCount",
+        "RatingExampleCount",
         "RatingMeanSquaredError",
         "RatingMeanAbsoluteError",
         "RatingRootMeanSquaredError",
