@@ -113,20 +113,18 @@ def _computations_of(statistic: Callable[[RatingSums], float]):
         example_weighted: bool = False,
     ) -> metric_types.MetricComputations:
         del aggregation_type, class_weights  # Ratings are one regression output.
-        sums_key = metric_types.MetricKey(
-            name=_RATING_SUMS_NAME,
-            model_name=model_name,
-            output_name=output_name,
-            sub_key=sub_key,
-            example_weighted=example_weighted,
-        )
-        key = metric_types.MetricKey(
-            name=name,
-            model_name=model_name,
-            output_name=output_name,
-            sub_key=sub_key,
-            example_weighted=example_weighted,
-        )
+
+        def key_named(metric_name: str) -> metric_types.MetricKey:
+            return metric_types.MetricKey(
+                name=metric_name,
+                model_name=model_name,
+                output_name=output_name,
+                sub_key=sub_key,
+                example_weighted=example_weighted,
+            )
+
+        sums_key = key_named(_RATING_SUMS_NAME)
+        key = key_named(name)
         shared_sums = metric_types.MetricComputation(
             keys=[sums_key],
             preprocessors=None,
