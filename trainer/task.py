@@ -8,7 +8,7 @@ it with Keras progress and TensorBoard logs, and exports a SavedModel whose
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -63,28 +63,39 @@ EVAL_BATCH_SIZE = 16_384
 STEPS_PER_EXECUTION = 8
 
 
-def _tfxio_batches(
-    file_pattern: List[str],
-    data_accessor: DataAccessor,
-    tf_transform_output: tft.TFTransformOutput,
-    options: tfxio.TensorFlowDatasetOptions,
-) -> tf.data.Dataset:
-    """Batches of (model inputs, rating) from raw examples, through the Transform graph.
+@dataclasses.dataclass(frozen=True)
+class RawExampleReader:
+    """Raw example files as batches of (model inputs, rating), through the Transform graph.
 
     The pipeline's Transform does not materialize transformed examples (that
-    pass was 40% of its time); the Trainer applies the graph itself.
+    pass was 40% of its time); the Trainer applies the graph itself, loaded
+    once for every split it reads.
     """
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern, options, tf_transform_output.raw_metadata.schema
-    )
-    model_inputs = transform_graph.model_inputs_fn(tf_transform_output)
-    return dataset.map(lambda raw, rating: (model_inputs(raw), rating))
+
+    data_accessor: DataAccessor
+    tf_transform_output: tft.TFTransformOutput
+    model_inputs: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
+
+    @classmethod
+    def create(
+        cls, data_accessor: DataAccessor, tf_transform_output: tft.TFTransformOutput
+    ) -> "RawExampleReader":
+        return cls(
+            data_accessor, tf_transform_output, transform_graph.model_inputs_fn(tf_transform_output)
+        )
+
+    def batches(
+        self, file_pattern: List[str], options: tfxio.TensorFlowDatasetOptions
+    ) -> tf.data.Dataset:
+        dataset = self.data_accessor.tf_dataset_factory(
+            file_pattern, options, self.tf_transform_output.raw_metadata.schema
+        )
+        return dataset.map(lambda raw, rating: (self.model_inputs(raw), rating))
 
 
 def streamed_dataset(
+    reader: RawExampleReader,
     file_pattern: List[str],
-    data_accessor: DataAccessor,
-    tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     shuffle: bool,
     seed: int,
@@ -99,15 +110,11 @@ def streamed_dataset(
         shuffle_seed=seed,
         shuffle_buffer_size=shuffle_buffer,
     )
-    return _tfxio_batches(file_pattern, data_accessor, tf_transform_output, options).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return reader.batches(file_pattern, options).prefetch(tf.data.AUTOTUNE)
 
 
 def load_split(
-    file_pattern: List[str],
-    data_accessor: DataAccessor,
-    tf_transform_output: tft.TFTransformOutput,
+    reader: RawExampleReader, file_pattern: List[str]
 ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
     """The whole split, transformed, as arrays: model inputs, and ratings (one column each)."""
     options = tfxio.TensorFlowDatasetOptions(
@@ -115,9 +122,7 @@ def load_split(
     )
     inputs = {name: [] for name in features.MODEL_INPUT_FEATURES}
     labels = []
-    for batch_inputs, batch_labels in _tfxio_batches(
-        file_pattern, data_accessor, tf_transform_output, options
-    ):
+    for batch_inputs, batch_labels in reader.batches(file_pattern, options):
         for name in inputs:
             inputs[name].append(batch_inputs[name].numpy().reshape(-1, 1))
         labels.append(batch_labels.numpy().reshape(-1, 1).astype(np.float32))
@@ -184,9 +189,10 @@ def read_training_data(
     data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
 ) -> TrainingData:
+    reader = RawExampleReader.create(data_accessor, tf_transform_output)
     if config.input_in_memory:
-        train_inputs, train_labels = load_split(train_files, data_accessor, tf_transform_output)
-        eval_inputs, eval_labels = load_split(eval_files, data_accessor, tf_transform_output)
+        train_inputs, train_labels = load_split(reader, train_files)
+        eval_inputs, eval_labels = load_split(reader, eval_files)
         logging.info(
             "Read %d train and %d eval examples into memory", len(train_labels), len(eval_labels)
         )
@@ -202,13 +208,7 @@ def read_training_data(
 
     def streamed(files, shuffle, batch_size):
         return streamed_dataset(
-            files,
-            data_accessor,
-            tf_transform_output,
-            batch_size,
-            shuffle,
-            config.seed,
-            config.shuffle_buffer,
+            reader, files, batch_size, shuffle, config.seed, config.shuffle_buffer
         )
 
     train_data = streamed(train_files, True, config.batch_size)
