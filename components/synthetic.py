@@ -4,11 +4,31 @@ The shape follows ML-100K: user activity is long-tailed above a floor of
 ``min_ratings_per_user``, movie popularity is Zipf-like, no (user, movie) pair
 repeats, and ratings are whole stars 1..5 with ML-100K's histogram (mean
 about 3.53). Each rating comes from a latent score: user bias + movie bias
-(more popular movies score a little higher, as in MovieLens) + a rank-10
+(more popular movies score a little higher, as in MovieLens) + a low-rank
 user/movie interaction + noise, cut into stars at the quantiles of that
 histogram. Biases alone explain part of the variance and the interaction
 another part, so both a bias baseline and a factorisation model have
 something real to learn, and neither can reach zero error.
+
+The interaction's strength is spread over its ``latent_dim`` factors by a
+power law: factor k (0-based) has a standard deviation proportional to
+``(k + 1) ** -spectrum_decay``, rescaled so that the interaction's total
+variance is the same at every decay (only its split over the factors moves).
+The first generator used ``spectrum_decay=0`` with 10 factors: ten equally
+strong factors. Real rating matrices are not like that: a few factors carry
+most of the signal and a long tail of weak ones the rest, so on ML-100K a
+4-d table comes within about 1% of a 64-d one, while on the flat spectrum at
+ML-1M size it lost 8%, and any comparison of narrow or compressed tables on
+generated data measured the spectrum more than the technique. A power law
+rather than a geometric decay because singular values of real rating
+matrices fall off slowly, with a heavy tail, where a geometric series leaves
+the tail negligible after a few factors; ``latent_dim`` gives that tail
+room. The default, decay 0.5 over 32 factors (factor k's variance falls as
+``1 / (k + 1)``), is calibrated with ``python -m benchmarks.calibration``:
+of the decays it tried (0.25 to 2), it best matches ML-100K's RMSE gaps
+between a full 64-d model and 8-, 4- and 2-d tables
+(``benchmarks/results/calibration.md``). ``spectrum_decay=0`` with
+``latent_dim=10`` reproduces the first generator exactly.
 
 Everything is vectorised numpy drawn from one ``np.random.default_rng(seed)``
 in a fixed order, so a seed always gives identical output (for a given
@@ -17,7 +37,8 @@ numpy version).
 CLI::
 
     python -m components.synthetic --out data/ratings.csv \\
-        [--users N --movies N --ratings N --seed S --min-ratings-per-user N]
+        [--users N --movies N --ratings N --seed S --min-ratings-per-user N] \\
+        [--spectrum-decay D --latent-dim K]
 """
 
 from __future__ import annotations
@@ -32,7 +53,9 @@ from components.movielens import MOVIE_PREFIX, USER_PREFIX, Ratings, write_norma
 # Share of each star value in ML-100K, 1 to 5.
 MOVIELENS_STAR_SHARES = np.array([0.0611, 0.1137, 0.27145, 0.34174, 0.21201])
 
-_LATENT_DIM = 10
+# Calibrated against ML-100K (module docstring); 0 is the first generator's flat spectrum.
+DEFAULT_SPECTRUM_DECAY = 0.5
+DEFAULT_LATENT_DIM = 32
 _USER_BIAS_STD = 0.4
 _MOVIE_BIAS_STD = 0.5
 _INTERACTION_STD = 0.6
@@ -62,19 +85,25 @@ def generate_ratings(
     num_ratings: int = 100_000,
     seed: int = 42,
     min_ratings_per_user: int = 20,
+    *,
+    spectrum_decay: float = DEFAULT_SPECTRUM_DECAY,
+    latent_dim: int = DEFAULT_LATENT_DIM,
 ) -> Ratings:
     """Generate ``num_ratings`` distinct (user, movie) ratings; format "synthetic".
 
     Every one of the ``num_users`` users gets at least ``min_ratings_per_user``
     ratings (so all appear); movies with very low popularity may get none.
     Ids are "user_1".."user_N" and "movie_1".."movie_M"; rows are shuffled.
+    The interaction has ``latent_dim`` factors whose standard deviations fall
+    as ``(k + 1) ** -spectrum_decay`` (see ``factor_stds``).
     """
     _check_arguments(num_users, num_movies, num_ratings, min_ratings_per_user)
+    stds = factor_stds(spectrum_decay, latent_dim)
     rng = np.random.default_rng(seed)
     per_user = _ratings_per_user(rng, num_users, num_movies, num_ratings, min_ratings_per_user)
     popularity = _movie_popularity(rng, num_movies)
     users, movies = _sample_pairs(rng, per_user, popularity)
-    stars = _stars(rng, users, movies, num_users, popularity)
+    stars = _stars(rng, users, movies, num_users, popularity, stds)
     order = rng.permutation(len(users))
     users, movies, stars = users[order], movies[order], stars[order]
     user_names = np.array([f"{USER_PREFIX}{i}" for i in range(1, num_users + 1)], dtype=object)
@@ -85,10 +114,39 @@ def generate_ratings(
         ratings=stars.astype(np.float32),
         source=(
             f"synthetic(num_users={num_users}, num_movies={num_movies}, "
-            f"num_ratings={num_ratings}, seed={seed}, min_ratings_per_user={min_ratings_per_user})"
+            f"num_ratings={num_ratings}, seed={seed}, min_ratings_per_user={min_ratings_per_user}, "
+            f"spectrum_decay={spectrum_decay:g}, latent_dim={latent_dim})"
         ),
         format="synthetic",
     )
+
+
+def factor_stds(spectrum_decay: float, latent_dim: int) -> np.ndarray:
+    """Standard deviation of each interaction factor's contribution to the score.
+
+    Proportional to ``(k + 1) ** -spectrum_decay`` for factor k = 0, 1, ...;
+    the squares sum to ``_INTERACTION_STD ** 2`` at every decay and rank.
+    """
+    if (
+        isinstance(spectrum_decay, bool)
+        or not isinstance(spectrum_decay, (int, float, np.integer, np.floating))
+        or not np.isfinite(spectrum_decay)
+        or spectrum_decay < 0
+    ):
+        raise ValueError(
+            f"spectrum_decay must be a finite number >= 0 (0 = equally strong factors), "
+            f"got {spectrum_decay!r}"
+        )
+    if (
+        isinstance(latent_dim, bool)
+        or not isinstance(latent_dim, (int, np.integer))
+        or latent_dim < 1
+    ):
+        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+    weights = (np.arange(latent_dim) + 1.0) ** -float(spectrum_decay)
+    # Evaluated in this order so that a flat spectrum gives exactly the first
+    # generator's per-factor std, _INTERACTION_STD / sqrt(latent_dim).
+    return _INTERACTION_STD * weights / np.sqrt(np.sum(weights**2))
 
 
 def _check_arguments(num_users, num_movies, num_ratings, min_per_user) -> None:
@@ -195,7 +253,7 @@ def _sample_pairs(
     return chosen // num_movies, chosen % num_movies
 
 
-def _stars(rng, users, movies, num_users, popularity) -> np.ndarray:
+def _stars(rng, users, movies, num_users, popularity, stds) -> np.ndarray:
     num_movies = len(popularity)
     user_bias = rng.normal(0.0, _USER_BIAS_STD, num_users)
     log_popularity = np.log(popularity)
@@ -204,10 +262,9 @@ def _stars(rng, users, movies, num_users, popularity) -> np.ndarray:
         _POPULARITY_BIAS_CORRELATION * popularity_z
         + np.sqrt(1 - _POPULARITY_BIAS_CORRELATION**2) * rng.standard_normal(num_movies)
     )
-    user_factors = rng.normal(
-        0.0, _INTERACTION_STD / np.sqrt(_LATENT_DIM), (num_users, _LATENT_DIM)
-    ).astype(np.float32)
-    movie_factors = rng.standard_normal((num_movies, _LATENT_DIM)).astype(np.float32)
+    # Same draws as rng.normal(0, std, ...), which the first generator used.
+    user_factors = (rng.standard_normal((num_users, len(stds))) * stds).astype(np.float32)
+    movie_factors = rng.standard_normal((num_movies, len(stds))).astype(np.float32)
     scores = user_bias[users] + movie_bias[movies] + rng.normal(0.0, _NOISE_STD, len(users))
     for start in range(0, len(users), _SCORE_CHUNK):
         part = slice(start, start + _SCORE_CHUNK)
@@ -236,10 +293,29 @@ def main(argv: list[str] | None = None) -> int:
         default=20,
         help="floor on each user's ratings (default: 20)",
     )
+    parser.add_argument(
+        "--spectrum-decay",
+        type=float,
+        default=DEFAULT_SPECTRUM_DECAY,
+        help="factor k's std falls as (k+1)^-D; 0 = equally strong factors (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latent-dim",
+        type=int,
+        default=DEFAULT_LATENT_DIM,
+        help="interaction factors (default: %(default)s; the first generator: "
+        "--spectrum-decay 0 --latent-dim 10)",
+    )
     args = parser.parse_args(argv)
     try:
         ratings = generate_ratings(
-            args.users, args.movies, args.ratings, args.seed, args.min_ratings_per_user
+            args.users,
+            args.movies,
+            args.ratings,
+            args.seed,
+            args.min_ratings_per_user,
+            spectrum_decay=args.spectrum_decay,
+            latent_dim=args.latent_dim,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -1,5 +1,6 @@
 """Tests for the deterministic MovieLens-shaped ratings generator."""
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -10,7 +11,13 @@ import pandas as pd
 import pytest
 
 from components.movielens import read_ratings, write_normalized_csv
-from components.synthetic import generate_ratings, main
+from components.synthetic import (
+    DEFAULT_LATENT_DIM,
+    DEFAULT_SPECTRUM_DECAY,
+    factor_stds,
+    generate_ratings,
+    main,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -220,3 +227,97 @@ def test_runs_as_a_module(tmp_path):
         timeout=120,
     )
     assert len(read_ratings(out)) == 500
+
+
+def digest(ratings) -> str:
+    return hashlib.sha256(
+        ratings.ratings.tobytes()
+        + "|".join(ratings.user_ids).encode()
+        + "|".join(ratings.movie_ids).encode()
+    ).hexdigest()
+
+
+def test_flat_rank_10_spectrum_reproduces_the_first_generator():
+    # Digest of generate_ratings(50, 40, 1000, seed=7, min_ratings_per_user=5)
+    # from the generator before the spectrum knob (commit 78bb227, numpy as pinned).
+    ratings = generate_ratings(
+        50, 40, 1000, seed=7, min_ratings_per_user=5, spectrum_decay=0, latent_dim=10
+    )
+    assert digest(ratings) == "a961bda381554b36ae06ca621139dc0a92b5a50ff2c4417b7d53ad9ace16da67"
+
+
+def test_factor_stds_keep_the_total_and_move_the_split():
+    flat = factor_stds(0.0, 10)
+    np.testing.assert_allclose(flat, np.full(10, 0.6 / np.sqrt(10)), rtol=0, atol=0)
+    for decay, dim in ((0.0, 32), (0.5, 10), (1.0, 32), (3.0, 5)):
+        assert np.sum(factor_stds(decay, dim) ** 2) == pytest.approx(0.36)
+    decaying = factor_stds(1.0, 32)
+    assert np.all(np.diff(decaying) < 0)
+    assert decaying[0] ** 2 / 0.36 > 0.5  # the first factor holds most of the variance
+    assert decaying[0] / decaying[3] == pytest.approx(4.0)
+    assert factor_stds(2.0, 32)[0] > decaying[0] > factor_stds(0.0, 32)[0]
+
+
+def test_default_spectrum_decays():
+    stds = factor_stds(DEFAULT_SPECTRUM_DECAY, DEFAULT_LATENT_DIM)
+    assert DEFAULT_SPECTRUM_DECAY > 0 and stds[0] > 2 * stds[-1]
+
+
+def test_spectrum_is_deterministic_and_changes_the_ratings():
+    kwargs = {"num_users": 60, "num_movies": 50, "num_ratings": 1500, "min_ratings_per_user": 5}
+    steep = generate_ratings(**kwargs, spectrum_decay=1.5, latent_dim=16)
+    assert digest(steep) == digest(generate_ratings(**kwargs, spectrum_decay=1.5, latent_dim=16))
+    assert "spectrum_decay=1.5, latent_dim=16" in steep.source
+    flat = generate_ratings(**kwargs, spectrum_decay=0, latent_dim=16)
+    # Same pairs (drawn before the scores), different stars.
+    assert steep.user_ids.tolist() == flat.user_ids.tolist()
+    assert steep.ratings.tolist() != flat.ratings.tolist()
+
+
+def test_steep_spectrum_is_nearly_rank_one():
+    # Scores from a steep spectrum are explained by one factor far better
+    # than scores from a flat one: compare the top singular value's share of
+    # a dense generated matrix (every pair rated, so no sampling noise in
+    # which pairs exist).
+    def top_share(decay):
+        ratings = generate_ratings(
+            80, 60, 4800, seed=2, min_ratings_per_user=1, spectrum_decay=decay, latent_dim=10
+        )
+        matrix = np.zeros((80, 60))
+        matrix[codes(ratings.user_ids), codes(ratings.movie_ids)] = ratings.ratings
+        matrix -= matrix.mean(axis=1, keepdims=True)
+        matrix -= matrix.mean(axis=0, keepdims=True)
+        singular = np.linalg.svd(matrix, compute_uv=False)
+        return singular[0] ** 2 / np.sum(singular[:10] ** 2)
+
+    assert top_share(3.0) > top_share(0.0) + 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"spectrum_decay": -0.5}, "spectrum_decay must be a finite number >= 0"),
+        ({"spectrum_decay": float("nan")}, "spectrum_decay must be"),
+        ({"spectrum_decay": float("inf")}, "spectrum_decay must be"),
+        ({"spectrum_decay": "1"}, "spectrum_decay must be"),
+        ({"spectrum_decay": True}, "spectrum_decay must be"),
+        ({"latent_dim": 0}, "latent_dim must be a positive integer"),
+        ({"latent_dim": 2.0}, "latent_dim must be a positive integer"),
+    ],
+)
+def test_bad_spectrum_explains_itself(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        generate_ratings(
+            num_users=10, num_movies=10, num_ratings=50, min_ratings_per_user=1, **kwargs
+        )
+
+
+def test_cli_passes_the_spectrum(tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    args = ["--out", str(out), "--users", "30", "--movies", "40", "--ratings", "700"]
+    assert main(args + ["--spectrum-decay", "2", "--latent-dim", "8"]) == 0
+    expected = generate_ratings(30, 40, 700, spectrum_decay=2.0, latent_dim=8)
+    assert read_ratings(out).ratings.tolist() == expected.ratings.tolist()
+    with pytest.raises(SystemExit):
+        main(args + ["--spectrum-decay", "-1"])
+    assert "spectrum_decay" in capsys.readouterr().err
