@@ -8,9 +8,10 @@ so a comparison between techniques compares only the tables.
 
 import copy
 import math
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import keras
+import numpy as np
 
 from components import features
 from trainer import embeddings
@@ -21,26 +22,76 @@ from trainer.model_config import RATING_HEADS
 
 @keras.saving.register_keras_serializable(package="memrec")
 class RowL2(keras.layers.Layer):
-    """Adds ``l2 * mean_over_batch(sum(v**2))`` for the looked-up rows.
+    """Adds an L2 penalty on the looked-up rows: ``mean_over_batch(coefficient * sum(v**2))``.
 
     Penalising only the rows a batch touches (rather than the whole table every
     step) is the usual matrix-factorisation regulariser: rare ids are not
     shrunk to zero just for existing, and the penalty's scale does not depend
     on the vocabulary size.
+
+    The coefficient of a row is ``l2 + l2_per_id / count``, where ``count`` is
+    its id's train frequency. ``l2`` alone charges every lookup alike, so an
+    id's total penalty grows with its data and a rare id is shrunk no more,
+    relative to its evidence, than a popular one: an id seen three times fits
+    those three ratings. ``l2_per_id`` spreads a fixed penalty over an id's
+    lookups, so each id pays it once per epoch whatever its frequency, the
+    prior of Bayesian matrix factorisation, which shrinks rare ids hardest.
+    With ``l2_per_id`` the layer needs the ids and their ``counts``.
     """
 
-    def __init__(self, l2: float, **kwargs):
+    def __init__(
+        self,
+        l2: float,
+        l2_per_id: float = 0.0,
+        counts: Optional[Sequence[int]] = None,
+        vocab_size: Optional[int] = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.l2 = float(l2)
+        self.l2_per_id = float(l2_per_id)
+        if self.l2_per_id:
+            if vocab_size is None:
+                if counts is None:
+                    raise ValueError("l2_per_id needs the ids' counts (or, on reload, vocab_size)")
+                vocab_size = len(counts) + features.NUM_OOV_BUCKETS
+            self.vocab_size = int(vocab_size)
+            # Saved with the weights, so a reloaded layer needs only vocab_size.
+            self.inverse_counts = self.add_weight(
+                name="inverse_counts",
+                shape=(self.vocab_size,),
+                initializer="ones",
+                trainable=False,
+            )
+            if counts is not None:
+                inverse = np.ones(self.vocab_size, dtype="float32")
+                inverse[: len(counts)] = 1.0 / np.maximum(np.asarray(counts, "float32"), 1.0)
+                self.inverse_counts.assign(inverse)
+        else:
+            self.vocab_size = vocab_size
 
-    def call(self, vectors):
-        if self.l2:
-            squared = keras.ops.sum(keras.ops.square(vectors), axis=-1)
-            self.add_loss(self.l2 * keras.ops.mean(squared))
+    def call(self, vectors, ids=None):
+        if not (self.l2 or self.l2_per_id):
+            return vectors
+        squared = keras.ops.sum(keras.ops.square(vectors), axis=-1)
+        coefficient = self.l2
+        if self.l2_per_id:
+            if ids is None:
+                raise ValueError(f"{self.name}: l2_per_id needs the looked-up ids")
+            flat_ids = keras.ops.reshape(keras.ops.cast(ids, "int32"), (-1,))
+            coefficient = coefficient + self.l2_per_id * keras.ops.take(
+                self.inverse_counts, flat_ids
+            )
+        self.add_loss(keras.ops.mean(coefficient * squared))
         return vectors
 
     def get_config(self):
-        return {**super().get_config(), "l2": self.l2}
+        return {
+            **super().get_config(),
+            "l2": self.l2,
+            "l2_per_id": self.l2_per_id,
+            "vocab_size": self.vocab_size,
+        }
 
 
 @keras.saving.register_keras_serializable(package="memrec")
@@ -132,17 +183,17 @@ def build_model(
     movie_index = keras.Input(shape=(1,), dtype="int64", name=features.MOVIE_INDEX)
     tables = id_embeddings(config, user_counts, movie_counts)
     # A plain Embedding keeps the ids' [batch, 1] shape; QR and MD squeeze it.
-    user_vector = RowL2(config.l2, name="user_l2")(
-        keras.layers.Flatten()(tables[features.USER_ID](user_index))
+    user_vector = RowL2(config.l2, config.l2_per_id, user_counts, name="user_l2")(
+        keras.layers.Flatten()(tables[features.USER_ID](user_index)), user_index
     )
-    movie_vector = RowL2(config.l2, name="movie_l2")(
-        keras.layers.Flatten()(tables[features.MOVIE_ID](movie_index))
+    movie_vector = RowL2(config.l2, config.l2_per_id, movie_counts, name="movie_l2")(
+        keras.layers.Flatten()(tables[features.MOVIE_ID](movie_index)), movie_index
     )
     score = keras.layers.Dot(axes=-1, name="dot")([user_vector, movie_vector])
     if config.use_biases:
         bias_l2 = config.l2 if config.bias_l2 is None else config.bias_l2
-        user_bias = _bias(len(user_counts), bias_l2, "user_bias")(user_index)
-        movie_bias = _bias(len(movie_counts), bias_l2, "movie_bias")(movie_index)
+        user_bias = _bias(user_index, user_counts, bias_l2, config.bias_l2_per_id, "user_bias")
+        movie_bias = _bias(movie_index, movie_counts, bias_l2, config.bias_l2_per_id, "movie_bias")
         score = keras.layers.Add(name="score")([score, user_bias, movie_bias])
     rating = RatingHead(
         max_rating=config.max_rating,
@@ -234,17 +285,13 @@ def _initializer(config: ModelConfig):
     return keras.initializers.get(copy.deepcopy(config.embeddings_initializer))
 
 
-def _bias(vocab_size: int, l2: float, name: str) -> keras.Sequential:
-    return keras.Sequential(
-        [
-            keras.layers.Embedding(
-                vocab_size + features.NUM_OOV_BUCKETS, 1, embeddings_initializer="zeros"
-            ),
-            keras.layers.Reshape((1,)),
-            RowL2(l2),
-        ],
-        name=name,
+def _bias(ids, counts: Sequence[int], l2: float, l2_per_id: float, name: str) -> keras.KerasTensor:
+    """A scalar per id (OOV included), zero at the start, penalised like the factors."""
+    table = keras.layers.Embedding(
+        len(counts) + features.NUM_OOV_BUCKETS, 1, embeddings_initializer="zeros", name=name
     )
+    bias = keras.layers.Reshape((1,))(table(ids))
+    return RowL2(l2, l2_per_id, counts, name=f"{name}_l2")(bias, ids)
 
 
 def embedding_layers(model: keras.Model) -> Dict[str, keras.layers.Layer]:

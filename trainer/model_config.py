@@ -27,6 +27,12 @@ class ModelConfig:
       movie_embedding: spec of the movie table, e.g. ``{"type": "md", ...}``.
       use_biases: add a per-user and a per-movie scalar bias.
       l2: L2 penalty on embedding rows (and biases), per looked-up row.
+      l2_per_id: an L2 penalty each id pays once per epoch whatever its
+        frequency, spread over its lookups (``l2_per_id / count`` per lookup,
+        on top of ``l2``): the prior of Bayesian matrix factorisation, which
+        shrinks rare ids hardest (see ``trainer.model.RowL2``). In the units
+        of the squared error of one rating.
+      bias_l2_per_id: the same for the biases.
       bias_l2: L2 penalty on the per-user and per-movie biases, per looked-up
         row; None uses ``l2``.
       init_at_mean_rating: start the output bias so an untrained model
@@ -76,6 +82,8 @@ class ModelConfig:
     use_biases: bool = False
     l2: float = 0.0
     bias_l2: Optional[float] = None
+    l2_per_id: float = 0.0
+    bias_l2_per_id: float = 0.0
     init_at_mean_rating: bool = False
     rating_head: str = "sigmoid"
     min_rating: float = 0.0

@@ -62,3 +62,31 @@ def test_row_l2_penalises_only_the_looked_up_rows():
 def test_model_config_round_trips_through_json():
     config = model_config.SEED_QR_MD.replace(epochs=9)
     assert model_config.ModelConfig.from_dict(json.loads(config.to_json())) == config
+
+
+def test_row_l2_per_id_spreads_a_fixed_penalty_over_each_ids_lookups():
+    # Id 0 was seen 4 times in training, id 1 once; the OOV row counts as once.
+    layer = model_lib.RowL2(0.1, l2_per_id=2.0, counts=[4, 1])
+    vectors = keras.ops.convert_to_tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    layer(vectors, keras.ops.convert_to_tensor([[0], [1], [2]]))
+    # Coefficients 0.1 + 2/4, 0.1 + 2/1, 0.1 + 2/1 on squared norms 1, 1, 2.
+    np.testing.assert_allclose(float(layer.losses[0]), (0.6 + 2.1 + 2 * 2.1) / 3, rtol=1e-6)
+
+
+def test_row_l2_per_id_needs_the_ids():
+    layer = model_lib.RowL2(0.0, l2_per_id=1.0, counts=[3, 2])
+    with np.testing.assert_raises(ValueError):
+        layer(keras.ops.convert_to_tensor([[1.0, 0.0]]))
+
+
+def test_model_with_per_id_l2_saves_and_reloads(tmp_path):
+    config = model_config.preset("full").replace(l2_per_id=5.0, bias_l2_per_id=1.0)
+    model = model_lib.build_model(config, USER_COUNTS, MOVIE_COUNTS, mean_rating=3.5)
+    ids = {features.USER_INDEX: np.array([[0], [900]]), features.MOVIE_INDEX: np.array([[1], [7]])}
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(reloaded(ids).numpy(), model(ids).numpy(), rtol=1e-6)
+    penalty = reloaded.get_layer("user_l2")
+    # The per-id weights come back with the model, not from the counts.
+    np.testing.assert_allclose(penalty.inverse_counts.numpy()[[0, USERS - 1]], [1 / USERS, 1.0])
