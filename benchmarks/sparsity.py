@@ -1,13 +1,14 @@
 """Why every embedding ties on synthetic-large: what the factors add, by user activity.
 
 Trains the benchmark's ``uniform_16x`` row (4-d tables, the compressed
-presets' training, the data set's recipe) at the presets' L2 and at a much
-weaker one, then scores the eval split twice: as trained, and with every
-embedding table zeroed, which leaves the global mean and the biases. The gap
-between the two, per bucket of the user's train ratings, is what the
-factors contribute.
+presets' training) with the data set's recipe and, where that recipe sets
+its own regularisation, once more with ML-100K's (a per-lookup L2 only),
+then scores the eval split twice: as trained, and with every embedding
+table zeroed, which leaves the global mean and the biases. The gap between
+the two, per bucket of the user's train ratings, is what the factors
+contribute.
 
-    python -m benchmarks.sparsity [--datasets ml-100k,synthetic-large] [--l2 0.04,0.005]
+    python -m benchmarks.sparsity [--datasets ml-100k,synthetic-large]
 
 Writes ``sparsity.json`` and ``sparsity.md`` to ``--out``.
 """
@@ -50,13 +51,30 @@ def rmse(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(np.sqrt(np.mean((predictions - labels) ** 2))) if len(labels) else float("nan")
 
 
-def factor_contribution(data: datasets.PreparedData, l2: float, seed: int = 0) -> List[Dict]:
+# ML-100K's regularisation: the compressed presets' per-lookup L2, no per-id prior.
+PER_LOOKUP_ONLY = {"l2": 0.04, "l2_per_id": 0.0, "bias_l2_per_id": 0.0}
+
+
+def regularizations(data_name: str) -> Dict[str, Dict[str, float]]:
+    """Label -> L2 settings to compare on a data set: its recipe's, and ML-100K's if different."""
+    recipe = quality.RECIPES.get(data_name, quality.Recipe())
+    if not recipe.regularization:
+        return {"recipe (per-lookup L2 0.04)": {}}
+    settings = ", ".join(f"{k} {v:g}" for k, v in recipe.regularization.items())
+    return {"per-lookup L2 0.04 only": PER_LOOKUP_ONLY, f"recipe ({settings})": {}}
+
+
+def factor_contribution(
+    data: datasets.PreparedData, regularization: Dict[str, float], seed: int = 0
+) -> List[Dict]:
     """Eval RMSE per activity bucket, trained and with the embedding tables zeroed."""
     entry = next(e for e in quality.entries([16]) if e.config == "uniform_16x")
     recipe = quality.RECIPES.get(data.name, quality.Recipe())
-    # A fixed number of epochs: early stopping would stop the weak-L2 model
-    # before its factors grow, which hides what they do.
-    config = recipe.apply(entry.model, False).replace(l2=l2, seed=seed, early_stopping_patience=0)
+    # A fixed number of epochs: early stopping would stop a model before its
+    # factors grow, which hides what they do.
+    config = recipe.apply(entry.model, False).replace(
+        seed=seed, early_stopping_patience=0, **regularization
+    )
     keras.utils.set_random_seed(seed)
     model = model_lib.build_model(config, data.user_counts, data.movie_counts, data.mean_rating)
     if training.uses_xla(model, "auto"):
@@ -82,7 +100,6 @@ def factor_contribution(data: datasets.PreparedData, l2: float, seed: int = 0) -
         labels = data.eval_ratings[mask]
         rows.append(
             {
-                "l2": l2,
                 "epochs": config.epochs,
                 "user_train_ratings": label,
                 "eval_share": round(float(mask.mean()), 4),
@@ -108,13 +125,13 @@ def markdown(rows: List[Dict], descriptions: List[str], command: str, seconds: f
         "as trained and with every embedding table zeroed (global mean and biases "
         "only). `factors add` = trained - zeroed; negative is better.",
         "",
-        "| data set | L2 | epochs | user's train ratings | share of eval rows | RMSE trained "
+        "| data set | regularisation | epochs | user's train ratings | share of eval rows | RMSE trained "
         "| RMSE tables zeroed | factors add |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['dataset']} | {r['l2']} | {r['epochs']} | {r['user_train_ratings']} | {r['eval_share']:.1%} "
+            f"| {r['dataset']} | {r['regularization']} | {r['epochs']} | {r['user_train_ratings']} | {r['eval_share']:.1%} "
             f"| {r['rmse_trained']:.4f} | {r['rmse_tables_zeroed']:.4f} "
             f"| {r['rmse_trained'] - r['rmse_tables_zeroed']:+.4f} |"
         )
@@ -124,7 +141,6 @@ def markdown(rows: List[Dict], descriptions: List[str], command: str, seconds: f
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sparsity", description=__doc__)
     parser.add_argument("--datasets", default="ml-100k,synthetic-large")
-    parser.add_argument("--l2", default="0.04,0.005", help="comma-separated L2 values")
     parser.add_argument("--out", type=Path, default=quality.RESULTS_DIR)
     args = parser.parse_args(argv)
     command = "python -m benchmarks.sparsity " + " ".join(
@@ -136,9 +152,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         data = datasets.load(name.strip())
         described.append(data.describe())
         print(data.describe(), flush=True)
-        for l2 in (float(v) for v in args.l2.split(",")):
-            for row in factor_contribution(data, l2):
-                row = {"dataset": data.name, **row}
+        for label, regularization in regularizations(data.name).items():
+            for row in factor_contribution(data, regularization):
+                row = {"dataset": data.name, "regularization": label, **row}
                 print(row, flush=True)
                 rows.append(row)
     seconds = time.perf_counter() - started
