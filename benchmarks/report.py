@@ -50,6 +50,20 @@ def _find(rows: List[Dict], **match) -> Optional[Dict]:
     return None
 
 
+def difference_noise(a: Dict, b: Dict) -> float:
+    """Two standard errors of the difference of two rows' mean val RMSE (0 with 1 seed)."""
+    variance = sum(r.get("val_rmse_std", 0.0) ** 2 / max(r.get("seeds", 1), 1) for r in (a, b))
+    return 2 * variance**0.5
+
+
+def _versus(a: Dict, b: Dict) -> str:
+    """``a - b`` and whether it exceeds the seeds' noise."""
+    difference = a["val_rmse"] - b["val_rmse"]
+    noise = difference_noise(a, b)
+    verdict = "within seed noise" if abs(difference) < noise else "beyond seed noise"
+    return f"{difference:+.4f}; 2 SE {noise:.4f}, {verdict}"
+
+
 def target_checks(results: List[Dict]) -> List[str]:
     """One line per target of issue #4: met or not, with the figures."""
     lines = []
@@ -72,7 +86,7 @@ def target_checks(results: List[Dict]) -> List[str]:
             line = (
                 f"- {dataset} {budget}x: best compressed `{best['config']}` "
                 f"{best['val_rmse']:.4f} vs uniform {uniform['val_rmse']:.4f} "
-                f"({best['val_rmse'] - uniform['val_rmse']:+.4f}): "
+                f"({_versus(best, uniform)}): "
                 f"**{'no worse' if met else 'worse'}**"
             )
             if budget == 16 and full:
@@ -95,6 +109,7 @@ def target_checks(results: List[Dict]) -> List[str]:
                     ):
                         wins.append(
                             f"`{r['config']}` {r['val_rmse']:.4f} < {uniform['val_rmse']:.4f}"
+                            f" ({_versus(r, uniform)})"
                         )
             lines.append(
                 f"- {dataset}: a QR configuration beats the uniform table at the same budget: "
@@ -242,3 +257,28 @@ def write_quality(
         quality_markdown(results, command, machine, datasets, skipped, seconds)
     )
     quality_plot(results, out_dir / "quality.png")
+
+
+def rerender_quality(out_dir: Path) -> None:
+    """Rewrites quality.md and quality.png from quality.json, without training anything."""
+    payload = json.loads((out_dir / "quality.json").read_text())
+    write_quality(
+        out_dir,
+        payload["rows"],
+        command=payload["command"],
+        machine=payload["machine"],
+        datasets=payload["datasets"],
+        skipped=payload.get("skipped", {}),
+        seconds=payload["wall_seconds"],
+    )
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report",
+        description="Re-render quality.md and quality.png from quality.json (after a report change).",
+    )
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
+    rerender_quality(parser.parse_args().results)
