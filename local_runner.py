@@ -104,6 +104,7 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        cli.model_from_args(args)  # a bad model setting stops before any data is written
         data_root = prepare_data(args)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -6,6 +6,7 @@ unchanged.
 """
 
 import argparse
+import dataclasses
 import json
 
 from pipeline import configs
@@ -49,6 +50,14 @@ def add_model_arguments(parser) -> None:
             '\'{"type": "qr", "num_buckets": 32}\' (see README: Models and their knobs)',
         )
 
+    parser.add_argument(
+        "--model-settings",
+        type=json_object,
+        metavar="JSON",
+        help="override any other setting of the preset (trainer/model_config.py), e.g. "
+        '\'{"l2_per_id": 20, "bias_l2_per_id": 5}\' for ids with few ratings each',
+    )
+
 
 def add_evaluation_arguments(parser) -> None:
     parser.add_argument(
@@ -80,6 +89,10 @@ def model_from_args(args: argparse.Namespace) -> model_config.ModelConfig:
         model = model.replace(user_embedding=args.user_embedding)
     if args.movie_embedding:
         model = model.replace(movie_embedding=args.movie_embedding)
+    if args.model_settings:
+        # Through from_dict, so a misspelt setting is an error naming the known ones.
+        settings = {**dataclasses.asdict(model), **args.model_settings}
+        model = model_config.ModelConfig.from_dict(settings)
     return model
 
 

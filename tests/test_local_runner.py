@@ -1,5 +1,7 @@
 """local_runner.py's input handling: bad input stops before any component runs."""
 
+import pytest
+
 import local_runner
 
 
@@ -49,3 +51,19 @@ def test_defaults_use_the_default_model_and_local_beam_args(tmp_path):
     config = local_runner.pipeline_config(local_runner.parse_args([]), str(tmp_path))
     assert config.model.name == model_config.DEFAULT_MODEL
     assert "--runner=FnApiRunner" in config.beam_pipeline_args
+
+
+def test_model_settings_override_any_preset_field_and_reject_unknown_ones(tmp_path):
+    args = local_runner.parse_args(["--model-settings", '{"l2_per_id": 20, "epochs": 2}'])
+    config = local_runner.pipeline_config(args, str(tmp_path))
+    assert config.model.l2_per_id == 20 and config.model.epochs == 2
+    bad = local_runner.parse_args(["--model-settings", '{"l2_per_idd": 20}'])
+    with pytest.raises(ValueError, match="l2_per_idd"):
+        local_runner.pipeline_config(bad, str(tmp_path))
+
+
+def test_unknown_model_setting_stops_before_any_component(tmp_path, capsys):
+    status, output_root = _run(tmp_path, "--model-settings", '{"l2_per_idd": 20}')
+    assert status == local_runner.EXIT_BAD_INPUT
+    assert "l2_per_idd" in capsys.readouterr().err
+    assert not output_root.exists()
