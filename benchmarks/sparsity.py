@@ -1,4 +1,4 @@
-"""Why every embedding ties on synthetic-large: what the factors add, by user activity.
+"""What the embedding factors add over the biases, by user activity; what a per-id prior changes.
 
 Trains the benchmark's ``uniform_16x`` row (4-d tables, the compressed
 presets' training) with the data set's recipe and, where that recipe sets

@@ -90,3 +90,11 @@ def test_model_with_per_id_l2_saves_and_reloads(tmp_path):
     penalty = reloaded.get_layer("user_l2")
     # The per-id weights come back with the model, not from the counts.
     np.testing.assert_allclose(penalty.inverse_counts.numpy()[[0, USERS - 1]], [1 / USERS, 1.0])
+
+
+def test_uniform_16x_preset_has_exactly_a_sixteenth_of_full_64d_tables():
+    layers = model_lib.embedding_layers(
+        model_lib.build_model(model_config.preset("uniform_16x"), USER_COUNTS, MOVIE_COUNTS)
+    )
+    params = sum(layer.count_params() for layer in layers.values())
+    assert params * 16 == (USERS + 1 + MOVIES + 1) * 64
