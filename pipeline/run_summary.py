@@ -15,6 +15,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from trainer import model_config
 from trainer import task as trainer_task
 
 # The ids of the pipeline's nodes (TFX names a node after its component class
@@ -76,9 +77,14 @@ def format_memory_report(report: Dict) -> str:
                 f"{part['dim']:<4} = {part['params']:>10,}"
             )
     total = report["total"]
+    # Preset names ("md_16x") count against the full preset's 64-d tables, not
+    # against full tables of the model's own (narrower) width.
+    reference_dim = model_config.FULL.embedding_dim
+    reference = sum(t["input_dim"] * reference_dim for t in report["features"].values())
     lines.append(
         f"  all tables {total['params']:,} params "
-        f"({total['compression']:.1f}x smaller than full tables)"
+        f"({total['compression']:.1f}x smaller than full tables of the same width, "
+        f"{reference / max(total['params'], 1):.1f}x smaller than full {reference_dim}-d tables)"
     )
     return "\n".join(lines)
 
