@@ -28,8 +28,8 @@ import numpy as np
 from benchmarks import datasets
 from benchmarks import quality
 from benchmarks import training
-from components import features
 from trainer import model as model_lib
+from trainer import model_config
 
 # Lower edges of the user-activity buckets, in train ratings.
 ACTIVITY_EDGES = (0, 5, 20, 50, 100)
@@ -51,17 +51,21 @@ def rmse(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(np.sqrt(np.mean((predictions - labels) ** 2))) if len(labels) else float("nan")
 
 
-# ML-100K's regularisation: the compressed presets' per-lookup L2, no per-id prior.
-PER_LOOKUP_ONLY = {"l2": 0.04, "l2_per_id": 0.0, "bias_l2_per_id": 0.0}
+# ML-100K's regularisation of the uniform_16x row: the compressed presets'
+# per-lookup L2, no per-id prior.
+PER_LOOKUP_ONLY = {"l2": model_config.UNIFORM_16X.l2, "l2_per_id": 0.0, "bias_l2_per_id": 0.0}
 
 
 def regularizations(data_name: str) -> Dict[str, Dict[str, float]]:
     """Label -> L2 settings to compare on a data set: its recipe's, and ML-100K's if different."""
     recipe = quality.RECIPES.get(data_name, quality.Recipe())
     if not recipe.regularization:
-        return {"recipe (per-lookup L2 0.04)": {}}
+        return {f"recipe (per-lookup L2 {PER_LOOKUP_ONLY['l2']:g})": {}}
     settings = ", ".join(f"{k} {v:g}" for k, v in recipe.regularization.items())
-    return {"per-lookup L2 0.04 only": PER_LOOKUP_ONLY, f"recipe ({settings})": {}}
+    return {
+        f"per-lookup L2 {PER_LOOKUP_ONLY['l2']:g} only": PER_LOOKUP_ONLY,
+        f"recipe ({settings})": {},
+    }
 
 
 def factor_contribution(
@@ -72,21 +76,9 @@ def factor_contribution(
     recipe = quality.RECIPES.get(data.name, quality.Recipe())
     # A fixed number of epochs: early stopping would stop a model before its
     # factors grow, which hides what they do.
-    config = recipe.apply(entry.model, False).replace(
-        seed=seed, early_stopping_patience=0, **regularization
-    )
-    keras.utils.set_random_seed(seed)
-    model = model_lib.build_model(config, data.user_counts, data.movie_counts, data.mean_rating)
-    if training.uses_xla(model, "auto"):
-        model.jit_compile = True
-    train_data, steps = training.train_batches(
-        data.train_users, data.train_movies, data.train_ratings, config.batch_size, seed
-    )
-    model.fit(train_data, steps_per_epoch=steps, epochs=config.epochs, verbose=0)
-    inputs = {
-        features.USER_INDEX: data.eval_users.reshape(-1, 1),
-        features.MOVIE_INDEX: data.eval_movies.reshape(-1, 1),
-    }
+    config = recipe.apply(entry.model, False).replace(early_stopping_patience=0, **regularization)
+    model, _ = training.fit(config, data, seed, validate=False)
+    inputs = training.eval_inputs(data)
     trained = model.predict(inputs, batch_size=training.EVAL_BATCH_SIZE, verbose=0).ravel()
     for layer in model_lib.embedding_layers(model).values():
         layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])

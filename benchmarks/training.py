@@ -67,13 +67,21 @@ def train_batches(
     )
 
 
-def eval_batches(data: PreparedData) -> tf.data.Dataset:
-    inputs = {
+def eval_inputs(data: PreparedData) -> Dict[str, np.ndarray]:
+    """The eval split's ids, shaped as the model's inputs."""
+    return {
         features.USER_INDEX: data.eval_users.reshape(-1, 1),
         features.MOVIE_INDEX: data.eval_movies.reshape(-1, 1),
     }
+
+
+def eval_batches(data: PreparedData) -> tf.data.Dataset:
     labels = data.eval_ratings.reshape(-1, 1)
-    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(EVAL_BATCH_SIZE).cache()
+    return (
+        tf.data.Dataset.from_tensor_slices((eval_inputs(data), labels))
+        .batch(EVAL_BATCH_SIZE)
+        .cache()
+    )
 
 
 def uses_xla(model: keras.Model, jit_compile) -> bool:
@@ -92,6 +100,39 @@ def uses_xla(model: keras.Model, jit_compile) -> bool:
     )
 
 
+def fit(
+    config: ModelConfig,
+    data: PreparedData,
+    seed: int,
+    jit_compile="auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    validate: bool = True,
+    verbose: int = 0,
+) -> tuple[keras.Model, Dict[str, List[float]]]:
+    """Builds ``config`` with ``seed`` and fits it on the train split: (model, history).
+
+    ``validate`` scores the eval split after every epoch (``val_rmse`` etc. in
+    the history), which early stopping needs.
+    """
+    config = config.replace(seed=seed)
+    keras.utils.set_random_seed(seed)
+    model = model_lib.build_model(config, data.user_counts, data.movie_counts, data.mean_rating)
+    if uses_xla(model, jit_compile):
+        model.jit_compile = True
+    train_data, steps = train_batches(
+        data.train_users, data.train_movies, data.train_ratings, config.batch_size, seed
+    )
+    history = model.fit(
+        train_data,
+        steps_per_epoch=steps,
+        epochs=config.epochs,
+        validation_data=eval_batches(data) if validate else None,
+        callbacks=list(callbacks),
+        verbose=verbose,
+    ).history
+    return model, history
+
+
 def train_once(
     config: ModelConfig,
     data: PreparedData,
@@ -100,15 +141,7 @@ def train_once(
     verbose: int = 0,
 ) -> RunResult:
     """Trains ``config`` (its batch size, learning rate, epochs, patience) with ``seed``."""
-    config = config.replace(seed=seed)
-    keras.utils.set_random_seed(seed)
     started = time.perf_counter()
-    model = model_lib.build_model(config, data.user_counts, data.movie_counts, data.mean_rating)
-    if uses_xla(model, jit_compile):
-        model.jit_compile = True
-    train_data, steps = train_batches(
-        data.train_users, data.train_movies, data.train_ratings, config.batch_size, seed
-    )
     callbacks = []
     if config.early_stopping_patience:
         callbacks.append(
@@ -119,14 +152,7 @@ def train_once(
                 restore_best_weights=True,
             )
         )
-    history = model.fit(
-        train_data,
-        steps_per_epoch=steps,
-        epochs=config.epochs,
-        validation_data=eval_batches(data),
-        callbacks=callbacks,
-        verbose=verbose,
-    ).history
+    model, history = fit(config, data, seed, jit_compile, callbacks, validate=True, verbose=verbose)
     seconds = time.perf_counter() - started
     val_rmse = [float(v) for v in history["val_rmse"]]
     best = int(np.argmin(val_rmse))
