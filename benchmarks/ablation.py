@@ -210,7 +210,7 @@ def ablation_markdown(
     rows: List[Dict], command: str, machine: Dict, dataset: str, seconds: float
 ) -> str:
     lines = ["# Ablation on ML-100K", ""]
-    lines += report._machine_lines(command, machine, seconds)
+    lines += report.machine_lines(command, machine, seconds)
     lines += [
         "",
         dataset,
@@ -234,7 +234,7 @@ def ablation_markdown(
     for row in rows:
         groups.setdefault(row["group"], []).append(row)
     for group, members in groups.items():
-        lines += ["", f"## {group}", ""] + report._table(members, columns)
+        lines += ["", f"## {group}", ""] + report.table_lines(members, columns)
     return "\n".join(lines) + "\n"
 
 

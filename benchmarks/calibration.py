@@ -85,7 +85,7 @@ def train_rows(data: datasets.PreparedData, recipe: quality.Recipe, seeds: Seque
 
 def markdown(payload: dict) -> str:
     lines = ["# Calibrating the generator's interaction spectrum against ML-100K", ""]
-    lines += report._machine_lines(payload["command"], payload["machine"], payload["wall_seconds"])
+    lines += report.machine_lines(payload["command"], payload["machine"], payload["wall_seconds"])
     lines += [
         "",
         (
@@ -106,7 +106,7 @@ def markdown(payload: dict) -> str:
         *[(f"{row} gap", lambda r, row=row: r["gap_pct"].get(row), "+.2f") for row in ROWS[1:]],
         ("mismatch", "mismatch", ".2f"),
     ]
-    lines += report._table(payload["sets"], columns)
+    lines += report.table_lines(payload["sets"], columns)
     if payload.get("skipped"):
         lines += ["", f"Skipped: {payload['skipped']}"]
     best = payload.get("best")
@@ -130,7 +130,7 @@ def markdown(payload: dict) -> str:
             ),
             "",
         ]
-        lines += report._table([payload["check_1m"]], columns[:-1])
+        lines += report.table_lines([payload["check_1m"]], columns[:-1])
     return "\n".join(lines) + "\n"
 
 

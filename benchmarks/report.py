@@ -12,7 +12,7 @@ WITHIN_FULL = 0.01
 ML_100K_FULL_TARGET = 0.90
 
 
-def _table(rows: Iterable[Dict], columns: List[tuple]) -> List[str]:
+def table_lines(rows: Iterable[Dict], columns: List[tuple]) -> List[str]:
     """Markdown table lines; ``columns`` holds (header, key or callable, format)."""
     lines = [
         "| " + " | ".join(h for h, _, _ in columns) + " |",
@@ -27,7 +27,7 @@ def _table(rows: Iterable[Dict], columns: List[tuple]) -> List[str]:
     return lines
 
 
-def _machine_lines(command: str, machine: Dict[str, str], seconds: float) -> List[str]:
+def machine_lines(command: str, machine: Dict[str, str], seconds: float) -> List[str]:
     return [
         f"Command: `{command}`",
         "",
@@ -142,7 +142,7 @@ def quality_markdown(
     seconds: float,
 ) -> str:
     lines = ["# Embedding quality at fixed memory budgets", ""]
-    lines += _machine_lines(command, machine, seconds)
+    lines += machine_lines(command, machine, seconds)
     lines += [
         "",
         "Mean of the seeds on one 85/15 split per data set; val RMSE and MAE at the best "
@@ -166,7 +166,7 @@ def quality_markdown(
         lines += ["", f"## {dataset}", ""]
         if dataset in datasets:
             lines += [datasets[dataset], ""]
-        lines += _table(annotated, columns)
+        lines += table_lines(annotated, columns)
     if skipped:
         lines += ["", "## Skipped", ""]
         lines += [f"- {name}: {why}" for name, why in skipped.items()]

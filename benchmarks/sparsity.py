@@ -27,6 +27,7 @@ import numpy as np
 
 from benchmarks import datasets
 from benchmarks import quality
+from benchmarks import report
 from benchmarks import training
 from trainer import model as model_lib
 from trainer import model_config
@@ -117,16 +118,18 @@ def markdown(rows: List[Dict], descriptions: List[str], command: str, seconds: f
         "as trained and with every embedding table zeroed (global mean and biases "
         "only). `factors add` = trained - zeroed; negative is better.",
         "",
-        "| data set | regularisation | epochs | user's train ratings | share of eval rows | RMSE trained "
-        "| RMSE tables zeroed | factors add |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['dataset']} | {r['regularization']} | {r['epochs']} | {r['user_train_ratings']} | {r['eval_share']:.1%} "
-            f"| {r['rmse_trained']:.4f} | {r['rmse_tables_zeroed']:.4f} "
-            f"| {r['rmse_trained'] - r['rmse_tables_zeroed']:+.4f} |"
-        )
+    columns = [
+        ("data set", "dataset", "s"),
+        ("regularisation", "regularization", "s"),
+        ("epochs", "epochs", "d"),
+        ("user's train ratings", "user_train_ratings", "s"),
+        ("share of eval rows", "eval_share", ".1%"),
+        ("RMSE trained", "rmse_trained", ".4f"),
+        ("RMSE tables zeroed", "rmse_tables_zeroed", ".4f"),
+        ("factors add", lambda r: r["rmse_trained"] - r["rmse_tables_zeroed"], "+.4f"),
+    ]
+    lines += report.table_lines(rows, columns)
     return "\n".join(lines) + "\n"
 
 
