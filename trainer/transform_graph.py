@@ -2,8 +2,9 @@
 
 TFT's public ``transform_features_layer()`` is a tf_keras Model. It cannot
 take a Keras 3 ``keras.Input``, and a SavedModel that tracks it makes
-tf_keras trace its call functions again on save (seconds of every export). The loader it wraps does the work without the layer; tracking the
-loader's attributes, as the layer itself does, keeps the graph's tables and
+tf_keras trace its call functions again on save (seconds of every export).
+The loader it wraps does the work without the layer; tracking the loader's
+attributes, as the layer itself does, keeps the graph's tables and
 vocabulary assets in a SavedModel.
 """
 
