@@ -61,8 +61,8 @@ Spec reference (keys not listed for a type are rejected)
     alpha (float, default 0.3)
         Temperature of ``d_i = base_dim * (p_i / max p) ** alpha`` where p_i is
         the block's lookups per row (block frequency / block rows).
-    base_dim (int | None, default None -> output_dim)
-        Dim of the most popular block; at most output_dim.
+    base_dim (int | None, default None -> max_dim)
+        Dim of the most popular block; at most max_dim.
     param_budget (int | None, default None)
         Instead of base_dim: the largest head dim whose total parameters
         (tables + projections, or the tail QR's tables) fit the budget.
@@ -78,6 +78,15 @@ Spec reference (keys not listed for a type are rejected)
         With param_budget or compression: after the alpha rule, widen blocks
         (head first, dims kept non-increasing) with what rounding left of
         the budget (``md_embedding.widen_to_budget``).
+    max_dim (int | None, default None -> output_dim)
+        Cap on every alpha-rule block dim, below output_dim: with nested
+        projections, dims past the partner table's widest never meet a
+        non-zero coordinate (``trainer.model`` aligns the two tables).
+
+    projection ("learned" | "nested", default "learned")
+        How blocks narrower than output_dim reach it: a trained projection
+        (counted in the budget) or zero padding (free); see
+        trainer/md_embedding.py.
 
     tail_qr (dict | None, default None)
         Make the last (rarest) block a QR embedding.  Keys: num_buckets
@@ -119,6 +128,8 @@ _SPEC_DEFAULTS = {
         "round_to_power_of_two": False,
         "min_dim": 1,
         "fill_budget": False,
+        "max_dim": None,
+        "projection": "learned",
         "tail_qr": None,
     },
 }
@@ -237,9 +248,17 @@ def _build_md(
 ) -> MDEmbedding:
     _exclusive(options, ("blocks", "block_fractions", "block_sizes"), "md spec")
     _exclusive(options, ("base_dim", "param_budget", "compression"), "md spec")
-    for key in ("alpha", "base_dim", "param_budget", "compression"):
+    for key in ("alpha", "base_dim", "param_budget", "compression", "max_dim"):
         if options["dims"] is not None and options[key] is not None:
             raise ValueError(f"md spec: 'dims' excludes {key!r}")
+    projection = options["projection"]
+    if projection not in md_embedding.PROJECTIONS:
+        raise ValueError(
+            f"md spec: projection must be one of {md_embedding.PROJECTIONS}, got {projection!r}"
+        )
+    max_dim = output_dim if options["max_dim"] is None else int(options["max_dim"])
+    if not 1 <= max_dim <= output_dim:
+        raise ValueError(f"md spec: max_dim must be in [1, output_dim={output_dim}], got {max_dim}")
     tail_qr = options["tail_qr"]
     if tail_qr is not None:
         tail_qr = _with_defaults(tail_qr, _QR_KEYS, "md spec 'tail_qr'")
@@ -271,7 +290,7 @@ def _build_md(
         if options["param_budget"] is not None:
 
             def cost(dims):
-                total = md_embedding.md_param_count(rows, dims, output_dim)
+                total = md_embedding.md_param_count(rows, dims, output_dim, projection)
                 if tail_qr is not None:
                     total += (
                         qr_embedding.qr_param_count(rows[-1], dims[-1], **tail_kwargs(dims))
@@ -280,16 +299,16 @@ def _build_md(
                 return total
 
             dims = md_embedding.largest_fitting_dims(
-                dims_for_base, cost, output_dim, int(options["param_budget"]), min_dim
+                dims_for_base, cost, max_dim, int(options["param_budget"]), min_dim
             )
             if options["fill_budget"]:
                 dims = md_embedding.widen_to_budget(
-                    dims, cost, output_dim, int(options["param_budget"])
+                    dims, cost, max_dim, int(options["param_budget"])
                 )
         else:
-            base_dim = output_dim if options["base_dim"] is None else int(options["base_dim"])
-            if base_dim > output_dim:
-                raise ValueError(f"md spec: base_dim={base_dim} exceeds output_dim={output_dim}")
+            base_dim = max_dim if options["base_dim"] is None else int(options["base_dim"])
+            if base_dim > max_dim:
+                raise ValueError(f"md spec: base_dim={base_dim} exceeds max_dim={max_dim}")
             dims = dims_for_base(base_dim)
 
     kwargs = {}
@@ -299,6 +318,7 @@ def _build_md(
         block_offsets=offsets,
         block_dims=dims,
         output_dim=output_dim,
+        projection=projection,
         tail_qr=None if tail_qr is None else tail_kwargs(dims),
         embeddings_regularizer=regularizer,
         name=name,

@@ -249,9 +249,58 @@ class TestMD:
         assert all(f >= p for f, p in zip(filled.block_dims, plain.block_dims))
         assert filled.block_dims == sorted(filled.block_dims, reverse=True)
 
+    def test_nested_projection_spends_the_budget_on_rows(self):
+        counts, budget = _zipf_counts(2000), 6000
+        spec = {
+            "type": "md",
+            "blocks": 4,
+            "alpha": 0.3,
+            "param_budget": budget,
+            "fill_budget": True,
+        }
+        learned = _built(build_embedding(spec, counts, 1, 32, "f"))
+        nested = _built(build_embedding(dict(spec, projection="nested"), counts, 1, 32, "f"))
+        assert nested.projection == "nested"
+        assert not any("projection" in t["name"] for t in nested.tables())
+        assert nested.count_params() <= budget
+
+        def row_params(layer):
+            return sum(
+                t["params"]
+                for t in embedding_memory_report({"f": layer}, 32)["features"]["f"]["tables"]
+                if "projection" not in t["name"]
+            )
+
+        # What learned projections cost goes to wider rows instead.
+        assert row_params(nested) > row_params(learned)
+
+    def test_max_dim_caps_every_block_and_fill_spends_below_it(self):
+        # A gentle power law: every equal-mass block holds many rows.
+        counts, budget = [int(5000 / (i + 1) ** 0.7) for i in range(2000)], 12000
+        spec = {
+            "type": "md",
+            "blocks": 4,
+            "alpha": 0.3,
+            "param_budget": budget,
+            "projection": "nested",
+            "fill_budget": True,
+        }
+        free = build_embedding(spec, counts, 1, 32, "f")
+        cap = free.block_dims[0] - 6
+        capped = _built(build_embedding(dict(spec, max_dim=cap), counts, 1, 32, "f"))
+        assert capped.block_dims[0] == cap and capped.output_dim == 32
+        assert capped.block_dims == sorted(capped.block_dims, reverse=True)
+        assert capped.count_params() <= budget
+        # The head's lost width goes to the blocks below it.
+        assert sum(capped.block_dims[1:]) > sum(free.block_dims[1:])
+
     @pytest.mark.parametrize(
         "spec,match",
         [
+            ({"projection": "identity"}, "projection"),
+            ({"dims": [8, 4], "max_dim": 8}, "dims"),
+            ({"blocks": 2, "max_dim": 17}, "max_dim"),
+            ({"blocks": 2, "max_dim": 4, "base_dim": 8}, "base_dim"),
             ({"dims": [8, 4], "alpha": 0.5}, "dims"),
             ({"base_dim": 8, "param_budget": 100}, "exclusive"),
             ({"blocks": 2, "block_sizes": [2, 5]}, "exclusive"),

@@ -6,11 +6,21 @@ Memory-Efficient Recommendation Systems" (arXiv 1909.11810).
 The vocabulary is sorted by frequency (id 0 = most popular), so it can be cut
 into contiguous blocks ``[offsets[i], offsets[i+1])`` from head to tail.  Block
 ``i`` gets its own table of width ``d_i``; popular blocks get wide rows, rare
-blocks narrow ones.  A bias-free projection ``P_i`` (``d_i x output_dim``)
-lifts narrow rows to the common width, so every id still yields an
-``output_dim`` vector::
+blocks narrow ones.  Narrow rows are lifted to the common width, so every id
+still yields an ``output_dim`` vector, in one of two ways (``projection``):
 
-    e(id) = T_i[id - offsets[i]] @ P_i      (P_i omitted when d_i == output_dim)
+``"learned"`` (the paper's)
+    A bias-free projection ``P_i`` (``d_i x output_dim``) per narrow block,
+    trained with the rows and counted as parameters::
+
+        e(id) = T_i[id - offsets[i]] @ P_i   (P_i omitted when d_i == output_dim)
+
+``"nested"``
+    The row fills the first ``d_i`` coordinates, zeros after -- the fixed
+    projection ``[I, 0]``, which costs nothing to store.  Every block shares
+    the leading coordinates, so a rare id's short vector is the truncation of
+    the space a popular id's long one spans, and a dot product between two
+    nested ids runs over ``min(d_user, d_movie)`` coordinates.
 
 Choosing the dimensions -- the alpha power rule
 -----------------------------------------------
@@ -226,10 +236,26 @@ def alpha_power_dims(
     return dims
 
 
-def md_param_count(block_rows: Sequence[int], block_dims: Sequence[int], output_dim: int) -> int:
-    """Tables ``rows_i * d_i`` + projections ``d_i * output_dim`` if narrower."""
+PROJECTIONS = ("learned", "nested")
+
+
+def _check_projection(projection: str) -> str:
+    if projection not in PROJECTIONS:
+        raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+    return projection
+
+
+def md_param_count(
+    block_rows: Sequence[int],
+    block_dims: Sequence[int],
+    output_dim: int,
+    projection: str = "learned",
+) -> int:
+    """Tables ``rows_i * d_i``, plus ``d_i * output_dim`` per narrower block
+    when its projection is learned (a nested one is a zero pad, not a weight)."""
+    learned = _check_projection(projection) == "learned"
     return sum(
-        int(r) * int(d) + (int(d) * output_dim if d < output_dim else 0)
+        int(r) * int(d) + (int(d) * output_dim if learned and d < output_dim else 0)
         for r, d in zip(block_rows, block_dims)
     )
 
@@ -237,16 +263,17 @@ def md_param_count(block_rows: Sequence[int], block_dims: Sequence[int], output_
 def largest_fitting_dims(
     dims_for_base: Callable[[int], List[int]],
     cost: Callable[[List[int]], int],
-    output_dim: int,
+    max_dim: int,
     param_budget: int,
     min_dim: int = 1,
 ) -> List[int]:
-    """Dims for the largest ``base_dim <= output_dim`` with cost <= budget.
+    """Dims for the largest ``base_dim <= max_dim`` with cost <= budget.
 
-    Every base is tried from ``output_dim`` down, because cost is not monotone
-    in the base: a block that reaches ``output_dim`` drops its projection.
+    Every base is tried from ``max_dim`` down, because cost is not monotone
+    in the base: a block that reaches ``output_dim`` drops its learned
+    projection.
     """
-    for base in range(int(output_dim), max(int(min_dim), 1) - 1, -1):
+    for base in range(int(max_dim), max(int(min_dim), 1) - 1, -1):
         dims = dims_for_base(base)
         if cost(dims) <= param_budget:
             return dims
@@ -258,7 +285,7 @@ def largest_fitting_dims(
 
 
 def widen_to_budget(
-    dims: Sequence[int], cost: Callable[[List[int]], int], output_dim: int, param_budget: int
+    dims: Sequence[int], cost: Callable[[List[int]], int], max_dim: int, param_budget: int
 ) -> List[int]:
     """``dims`` with the budget that integer rounding left over spent.
 
@@ -266,7 +293,7 @@ def widen_to_budget(
     a fifth of the budget unused (8 blocks at 16x on ML-100K: 8,440 of
     10,416).  Passes over the blocks, head first, add one dim to each block
     that still fits, keeping dims non-increasing from head to tail and at
-    most ``output_dim``, until no block can grow.
+    most ``max_dim``, until no block can grow.
     """
     dims = [int(d) for d in dims]
     if cost(dims) > param_budget:
@@ -275,7 +302,7 @@ def widen_to_budget(
     while grew:
         grew = False
         for i in range(len(dims)):
-            ceiling = int(output_dim) if i == 0 else dims[i - 1]
+            ceiling = int(max_dim) if i == 0 else dims[i - 1]
             if dims[i] >= ceiling:
                 continue
             wider = dims[:i] + [dims[i] + 1] + dims[i + 1 :]
@@ -292,11 +319,13 @@ def alpha_power_dims_for_budget(
     param_budget: int,
     round_to_power_of_two: bool = False,
     min_dim: int = 1,
+    projection: str = "learned",
 ) -> List[int]:
     """Alpha-rule dims with the widest head that fits ``param_budget``.
 
     Finds the largest head dim ``base_dim <= output_dim`` such that
-    ``md_param_count(block_rows, dims, output_dim) <= param_budget`` where
+    ``md_param_count(block_rows, dims, output_dim, projection) <=
+    param_budget`` where
     ``dims = alpha_power_dims(block_popularity, alpha, base_dim, ...)``.
 
     Raises:
@@ -306,7 +335,7 @@ def alpha_power_dims_for_budget(
         lambda base: alpha_power_dims(
             block_popularity, alpha, base, round_to_power_of_two, min_dim
         ),
-        lambda dims: md_param_count(block_rows, dims, output_dim),
+        lambda dims: md_param_count(block_rows, dims, output_dim, projection),
         output_dim,
         param_budget,
         min_dim,
@@ -328,9 +357,11 @@ class MDEmbedding(keras.layers.Layer):
       block_offsets: ``[0, b_1, ..., input_dim]``, strictly increasing; block
         i holds ids ``[block_offsets[i], block_offsets[i+1])``.
       block_dims: width ``d_i`` of each block's table, ``1 <= d_i <=
-        output_dim``.  Blocks narrower than ``output_dim`` get a bias-free
-        ``d_i x output_dim`` projection.
+        output_dim``.
       output_dim: width of the returned embedding.
+      projection: how blocks narrower than ``output_dim`` reach it:
+        "learned" (a bias-free ``d_i x output_dim`` weight) or "nested" (zero
+        padding; no weight).  See the module docstring.
       tail_qr: optional dict of ``QREmbedding`` kwargs (e.g.
         ``{"num_buckets": 32, "operation": "mult"}``; not input_dim or
         output_dim).  When set, the last block is a QREmbedding of
@@ -341,7 +372,7 @@ class MDEmbedding(keras.layers.Layer):
       embeddings_initializer: initializer of the block tables; default
         "uniform" (keras.layers.Embedding's default).
       embeddings_regularizer: optional regularizer for the block tables.
-      projection_initializer: initializer of the projections; default
+      projection_initializer: initializer of learned projections; default
         "glorot_uniform".
 
     Input: integer ids of shape ``[batch]`` or ``[batch, 1]``.
@@ -356,6 +387,7 @@ class MDEmbedding(keras.layers.Layer):
         block_offsets: Sequence[int],
         block_dims: Sequence[int],
         output_dim: int,
+        projection: str = "learned",
         tail_qr: Optional[Dict[str, Any]] = None,
         embeddings_initializer="uniform",
         embeddings_regularizer=None,
@@ -364,6 +396,7 @@ class MDEmbedding(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.output_dim = int(output_dim)
+        self.projection = _check_projection(projection)
         block_offsets = [int(o) for o in block_offsets]
         self.block_offsets = _check_offsets(
             block_offsets, block_offsets[-1] if block_offsets else 0
@@ -407,6 +440,9 @@ class MDEmbedding(keras.layers.Layer):
     def _block_rows(self, i: int) -> int:
         return self.block_offsets[i + 1] - self.block_offsets[i]
 
+    def _has_projection(self, i: int) -> bool:
+        return self.projection == "learned" and self.block_dims[i] < self.output_dim
+
     def _has_table(self, i: int) -> bool:
         return not (self._tail is not None and i == self.num_blocks - 1)
 
@@ -424,7 +460,7 @@ class MDEmbedding(keras.layers.Layer):
                     regularizer=self.embeddings_regularizer,
                 )
             projection = None
-            if d < self.output_dim:
+            if self._has_projection(i):
                 projection = self.add_weight(
                     name=f"block_{i}_projection",
                     shape=(d, self.output_dim),
@@ -443,6 +479,8 @@ class MDEmbedding(keras.layers.Layer):
             vectors = self._tail(local_ids)
         if self._projections[i] is not None:
             vectors = ops.matmul(vectors, self._projections[i])
+        elif self.block_dims[i] < self.output_dim:
+            vectors = ops.pad(vectors, [[0, 0], [0, self.output_dim - self.block_dims[i]]])
         return vectors
 
     def call(self, inputs):
@@ -476,7 +514,7 @@ class MDEmbedding(keras.layers.Layer):
                 out.append({"name": f"block_{i}", "rows": self._block_rows(i), "dim": d})
             else:
                 out.extend({**t, "name": f"block_{i}_qr_{t['name']}"} for t in self._tail.tables())
-            if d < self.output_dim:
+            if self._has_projection(i):
                 out.append({"name": f"block_{i}_projection", "rows": d, "dim": self.output_dim})
         return out
 
@@ -487,6 +525,7 @@ class MDEmbedding(keras.layers.Layer):
                 "block_offsets": list(self.block_offsets),
                 "block_dims": list(self.block_dims),
                 "output_dim": self.output_dim,
+                "projection": self.projection,
                 "tail_qr": self.tail_qr,
                 "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
                 "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer),

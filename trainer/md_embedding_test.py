@@ -211,6 +211,32 @@ class TestLayer:
         full = _built(MDEmbedding(self.OFFSETS, [8, 8, 8], 8))
         assert full.count_params() == 63 * 8
 
+    def test_nested_rows_are_zero_padded_and_cost_no_projection(self):
+        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8, projection="nested"))
+        tables = {w.path.split("/")[-1]: _np(w) for w in layer.weights}
+        assert sorted(tables) == [f"block_{b}_embeddings" for b in range(3)]
+        ids = np.random.default_rng(0).permutation(63)
+        for row, i in zip(_np(layer(ids)), ids):
+            b = int(np.searchsorted(self.OFFSETS, i, side="right")) - 1
+            d = [8, 4, 2][b]
+            np.testing.assert_array_equal(
+                row[:d], tables[f"block_{b}_embeddings"][i - self.OFFSETS[b]]
+            )
+            np.testing.assert_array_equal(row[d:], 0.0)
+        expected = 5 * 8 + 15 * 4 + 43 * 2
+        assert layer.count_params() == expected
+        assert md.md_param_count([5, 15, 43], [8, 4, 2], 8, "nested") == expected
+        assert [t["name"] for t in layer.tables()] == ["block_0", "block_1", "block_2"]
+
+    def test_nested_tail_qr_is_padded(self):
+        layer = _built(
+            MDEmbedding(self.OFFSETS, [8, 4, 2], 8, projection="nested", tail_qr={"num_buckets": 7})
+        )
+        tail_ids = np.arange(20, 63)
+        out = _np(layer(tail_ids))
+        np.testing.assert_allclose(out[:, :2], _np(layer._tail(tail_ids - 20)), rtol=1e-6)
+        np.testing.assert_array_equal(out[:, 2:], 0.0)
+
     def test_tail_qr_replaces_last_table(self):
         layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7}))
         # Tail: 43 ids, m = 7 -> remainder 7 rows, quotient ceil(43/7) = 7.
@@ -247,11 +273,13 @@ class TestLayer:
         assert out.shape == (3, 8) and np.all(np.isfinite(out))
 
     @pytest.mark.parametrize("tail_qr", [None, {"num_buckets": 7}])
-    def test_gradients_reach_every_table_and_projection(self, tail_qr):
-        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr=tail_qr)
+    @pytest.mark.parametrize("projection", ["learned", "nested"])
+    def test_gradients_reach_every_table_and_projection(self, tail_qr, projection):
+        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, projection=projection, tail_qr=tail_qr)
         assert_gradients_reach_every_variable(layer, np.arange(63))
-        expected = 5 if tail_qr is None else 6
-        assert len(layer.trainable_variables) == expected
+        tables = 3 if tail_qr is None else 4
+        projections = 2 if projection == "learned" else 0
+        assert len(layer.trainable_variables) == tables + projections
 
     def test_xla_matches_eager(self):
         layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7})
@@ -272,6 +300,7 @@ class TestLayer:
                 "embeddings_initializer": keras.initializers.RandomNormal(seed=3),
                 "projection_initializer": "orthogonal",
             },
+            {"projection": "nested", "tail_qr": {"num_buckets": 7}},
         ],
     )
     def test_save_load_round_trip(self, kwargs, tmp_path):
@@ -289,6 +318,7 @@ class TestLayer:
             (([0, 5, 63], [8], 8), {}),
             (([], [], 8), {}),
             (([0, 5, 63], [8, 4], 8), {"tail_qr": {"input_dim": 58}}),
+            (([0, 5, 63], [8, 4], 8), {"projection": "identity"}),
         ],
     )
     def test_bad_arguments_raise(self, args, kwargs):

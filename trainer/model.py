@@ -234,48 +234,38 @@ def _optimizer(config: ModelConfig) -> keras.optimizers.Optimizer:
 def id_embeddings(
     config: ModelConfig, user_counts: Sequence[int], movie_counts: Sequence[int]
 ) -> Dict[str, keras.layers.Layer]:
-    """The user and movie embedding layers, keyed by raw feature name."""
-    layers = {
-        features.USER_ID: embeddings.build_embedding(
-            config.user_embedding,
-            user_counts,
+    """The user and movie embedding layers, keyed by raw feature name.
+
+    When both tables are MD with nested projections, a pair scores over
+    ``min(user dim, movie dim)`` coordinates, so dims past the other table's
+    widest block would be stored, trained and never used. A table with such
+    dims is rebuilt with ``max_dim`` at the other's widest, and its budget
+    goes to its narrower blocks instead.
+    """
+    specs = {features.USER_ID: config.user_embedding, features.MOVIE_ID: config.movie_embedding}
+    counts = {features.USER_ID: user_counts, features.MOVIE_ID: movie_counts}
+
+    def build(feature, spec):
+        return embeddings.build_embedding(
+            spec,
+            counts[feature],
             features.NUM_OOV_BUCKETS,
             config.embedding_dim,
-            name="user_embedding",
+            name=f"{'user' if feature == features.USER_ID else 'movie'}_embedding",
             initializer=_initializer(config),
-        ),
-        features.MOVIE_ID: embeddings.build_embedding(
-            config.movie_embedding,
-            movie_counts,
-            features.NUM_OOV_BUCKETS,
-            config.embedding_dim,
-            name="movie_embedding",
-            initializer=_initializer(config),
-        ),
-    }
-    if config.md_projections == "nested":
-        for layer in layers.values():
-            if isinstance(layer, MDEmbedding):
-                _nest_projections(layer)
+        )
+
+    layers = {feature: build(feature, spec) for feature, spec in specs.items()}
+    if all(_nested_md(layer) for layer in layers.values()):
+        shared = min(max(layer.block_dims) for layer in layers.values())
+        for feature, layer in layers.items():
+            if max(layer.block_dims) > shared and specs[feature].get("dims") is None:
+                layers[feature] = build(feature, {**specs[feature], "max_dim": shared})
     return layers
 
 
-def _nest_projections(layer: MDEmbedding) -> None:
-    """Fixes every MD projection at ``[I, 0]``: a d-dim row fills the first d coordinates.
-
-    All blocks then share their leading coordinates (a narrow tail row
-    interacts with the first coordinates of a wide head row, as in a
-    truncated embedding), and nothing but the rows is learned. Learned
-    projections are shared by a whole block and updated by every example,
-    and under Adam with a per-row L2 they shrink and wander before the rows
-    they serve have learned anything; fixing them trains measurably better
-    (benchmarks/README.md).
-    """
-    layer.projection_initializer = keras.initializers.Identity()
-    layer.build()
-    for weight in layer.weights:
-        if weight.name.endswith("_projection"):
-            weight.trainable = False
+def _nested_md(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, MDEmbedding) and layer.projection == "nested"
 
 
 def _initializer(config: ModelConfig):

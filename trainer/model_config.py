@@ -11,8 +11,6 @@ from typing import Any, Dict, Optional
 
 # How a score becomes a rating; see ModelConfig.rating_head.
 RATING_HEADS = ("sigmoid", "linear")
-# How narrow MD blocks are lifted to the common width; see ModelConfig.md_projections.
-MD_PROJECTIONS = ("learned", "nested")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +47,6 @@ class ModelConfig:
         "RandomNormal", "config": {"stddev": 0.1}}``); None keeps each
         layer's default (uniform(-0.05, 0.05) for plain and MD tables, a
         variance-matched uniform for QR tables).
-      md_projections: how MD blocks narrower than ``embedding_dim`` reach
-        it: "learned" (the layer's default: glorot-initialised projections,
-        trained) or "nested" (fixed ``[I, 0]`` projections: a d-dim row fills
-        the first d coordinates, zeros after; see
-        ``trainer.model._nest_projections``). Projections count as embedding
-        parameters either way.
       weight_decay: if > 0, AdamW's decoupled weight decay on every weight,
         on top of (or instead of) the per-row ``l2``.
       learning_rate, batch_size, epochs: Adam settings and length of training.
@@ -89,7 +81,6 @@ class ModelConfig:
     min_rating: float = 0.0
     max_rating: float = 5.0
     embeddings_initializer: Optional[Any] = None
-    md_projections: str = "learned"
     weight_decay: float = 0.0
     learning_rate: float = 1e-3
     adam_beta_2: float = 0.999
@@ -104,10 +95,6 @@ class ModelConfig:
     def __post_init__(self):
         if self.rating_head not in RATING_HEADS:
             raise ValueError(f"rating_head must be one of {RATING_HEADS}, got {self.rating_head!r}")
-        if self.md_projections not in MD_PROJECTIONS:
-            raise ValueError(
-                f"md_projections must be one of {MD_PROJECTIONS}, got {self.md_projections!r}"
-            )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -175,22 +162,25 @@ _COMPRESSED = FULL.replace(embedding_dim=_COMPRESSED_DIM, l2=0.04)
 # Mixed-dimension tables on both sides: four blocks of equal lookup mass,
 # dims by the alpha power rule (popular ids wide, rare ids narrow), each
 # narrow block zero-padded into the shared width ("nested" projections).
+# Alpha 0.1, a mild slope: every layout that moved more of the budget to
+# popular ids trained worse on all three benchmark data sets
+# (benchmarks/md_layouts.py; alpha 0.3, the paper's range, by 0.001-0.004).
+# Learned projections are shared by a whole block and updated by every
+# example; under Adam with a per-row L2 they shrink and wander before the
+# rows they serve have learned anything, and they cost parameters. Padding
+# trains better (benchmarks/README.md) and is free.
 # ``fill_budget`` spends what rounding the alpha rule to integers leaves of
 # the budget (up to a fifth of it), so an MD row is compared with a uniform
 # table of the same size rather than a smaller one.
 _MD_SPEC = {
     "type": "md",
     "blocks": 4,
-    "alpha": 0.3,
+    "alpha": 0.1,
     "compression": _RATIO_16X,
     "fill_budget": True,
+    "projection": "nested",
 }
-MD_16X = _COMPRESSED.replace(
-    name="md_16x",
-    user_embedding=_MD_SPEC,
-    movie_embedding=_MD_SPEC,
-    md_projections="nested",
-)
+MD_16X = _COMPRESSED.replace(name="md_16x", user_embedding=_MD_SPEC, movie_embedding=_MD_SPEC)
 
 # Quotient-remainder tables on both sides, the remainder table as large as
 # the budget allows. Ids are sorted by frequency, so the first
@@ -218,8 +208,7 @@ MD_QR_16X = MD_16X.replace(
 UNIFORM_16X = _COMPRESSED.replace(name="uniform_16x", embedding_dim=64 // 16)
 
 PRESETS = {
-    c.name: c
-    for c in (SEED_BASELINE, SEED_QR_MD, FULL, MD_16X, QR_16X, MD_QR_16X, UNIFORM_16X)
+    c.name: c for c in (SEED_BASELINE, SEED_QR_MD, FULL, MD_16X, QR_16X, MD_QR_16X, UNIFORM_16X)
 }
 
 

@@ -98,3 +98,41 @@ def test_uniform_16x_preset_has_exactly_a_sixteenth_of_full_64d_tables():
     )
     params = sum(layer.count_params() for layer in layers.values())
     assert params * 16 == (USERS + 1 + MOVIES + 1) * 64
+
+
+def test_nested_md_tables_are_cut_to_the_width_their_partner_can_meet():
+    # Movies far more skewed than users: alone, their head would be widest.
+    movie_counts = [int(5000 / (i + 1) ** 0.7) + 1 for i in range(MOVIES)]
+    layers = model_lib.id_embeddings(model_config.preset("md_16x"), USER_COUNTS, movie_counts)
+    users, movies = layers[features.USER_ID], layers[features.MOVIE_ID]
+    assert users.projection == movies.projection == "nested"
+    assert max(users.block_dims) == max(movies.block_dims)
+    for layer in (users, movies):
+        # Each table keeps a 16th of a full 64-d table, projections costing nothing.
+        layer.build()
+        assert layer.count_params() * 16 <= layer.input_dim * 64
+        assert not any("projection" in t["name"] for t in layer.tables())
+    # Uncut, the two tables' alpha rules reach different widths.
+    uncut = {
+        feature: model_lib.embeddings.build_embedding(
+            spec, counts, features.NUM_OOV_BUCKETS, 16, feature
+        )
+        for feature, spec, counts in (
+            (features.USER_ID, model_config.MD_16X.user_embedding, USER_COUNTS),
+            (features.MOVIE_ID, model_config.MD_16X.movie_embedding, movie_counts),
+        )
+    }
+    assert len({max(layer.block_dims) for layer in uncut.values()}) == 2
+
+
+def test_md_16x_model_saves_and_reloads(tmp_path):
+    model = model_lib.build_model(model_config.preset("md_16x"), USER_COUNTS, MOVIE_COUNTS, 3.5)
+    ids = {
+        features.USER_INDEX: np.array([[0], [900]]),
+        features.MOVIE_INDEX: np.array([[1], [1600]]),
+    }
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(reloaded(ids).numpy(), model(ids).numpy(), rtol=1e-6)
+    assert reloaded.count_params() == model.count_params()
