@@ -22,7 +22,7 @@ Layouts other than the presets are explicit MD specs (``block_sizes`` and
 ``dims`` over the frequency-sorted ids, nested projections), sized against
 one budget shared by the user and movie tables.
 
-    python -m benchmarks.md_layouts [--datasets ml-100k,synthetic-1m] [--seeds 5]
+    python -m benchmarks.md_layouts [--datasets ml-100k,synthetic-1m,synthetic-large] [--seeds 5]
 
 Writes ``md_layouts.json`` and ``md_layouts.md`` to ``--out``.
 """
@@ -178,7 +178,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         description="MD layouts that favour active ids vs a uniform table at 16x.",
     )
     parser.add_argument(
-        "--datasets", default="ml-100k,synthetic-1m", help="comma-separated (default: %(default)s)"
+        "--datasets",
+        default=",".join(datasets.DATASETS),
+        help="comma-separated (default: %(default)s)",
     )
     parser.add_argument(
         "--seeds", type=int, default=5, help="seeds per layout, capped by the data set's recipe"
