@@ -31,7 +31,9 @@ from typing import Dict, List, Optional, Sequence
 from benchmarks import datasets
 from benchmarks import report
 from benchmarks import training
+from trainer import model as model_lib
 from trainer import model_config
+from trainer.md_embedding import MDEmbedding
 from trainer.model_config import ModelConfig
 
 REFERENCE_DIM = 64
@@ -182,6 +184,33 @@ def entries(budgets: Sequence[int]) -> List[Entry]:
     return rows
 
 
+def block_dims(config: ModelConfig, data: datasets.PreparedData) -> Dict[str, List[int]]:
+    """The widths of each table's MD blocks as built on ``data``; absent for other tables."""
+    layers = model_lib.id_embeddings(config, data.user_counts, data.movie_counts)
+    return {
+        feature: list(layer.block_dims)
+        for feature, layer in layers.items()
+        if isinstance(layer, MDEmbedding)
+    }
+
+
+def built_technique(technique: str, config: ModelConfig, data: datasets.PreparedData) -> str:
+    """``technique``, or "uniform" for an MD row whose blocks all came out one width.
+
+    The alpha rule can give every block the same dim on a small budget (ML-100K
+    at 32x: 2 dims each); such a table is a plain narrow one and is reported as
+    one, not as MD.
+    """
+    if technique != "md":
+        return technique
+    layers = model_lib.id_embeddings(config, data.user_counts, data.movie_counts)
+    mixed = any(
+        isinstance(layer, MDEmbedding) and (len(set(layer.block_dims)) > 1 or layer.tail_qr)
+        for layer in layers.values()
+    )
+    return technique if mixed else "uniform"
+
+
 def run_dataset(
     data: datasets.PreparedData,
     rows: Sequence[Entry],
@@ -208,9 +237,10 @@ def run_dataset(
         row = {
             "dataset": data.name,
             "config": entry.config,
-            "technique": entry.technique,
+            "technique": built_technique(entry.technique, config, data),
             "budget": entry.budget,
             **summary.as_dict(),
+            "block_dims": block_dims(config, data),
             "compression": round(full_params / summary.embedding_params, 2),
             "model": json.loads(config.to_json()),
         }

@@ -77,7 +77,7 @@ def target_checks(results: List[Dict]) -> List[str]:
             )
         budgets = sorted({r["budget"] for r in rows if r.get("budget")})
         for budget in budgets:
-            uniform = _find(rows, technique="uniform", budget=budget)
+            uniform = _find(rows, config=f"uniform_{budget}x")
             compressed = [r for r in rows if r["technique"] in COMPRESSED and r["budget"] == budget]
             if not uniform or not compressed:
                 continue
@@ -99,7 +99,7 @@ def target_checks(results: List[Dict]) -> List[str]:
         if dataset == "synthetic-large":
             wins = []
             for budget in budgets:
-                uniform = _find(rows, technique="uniform", budget=budget)
+                uniform = _find(rows, config=f"uniform_{budget}x")
                 for r in rows:
                     if (
                         uniform
@@ -133,6 +133,18 @@ QUALITY_COLUMNS = [
 ]
 
 
+def _dims_text(row: Dict) -> str:
+    dims = row.get("block_dims") or {}
+    return (
+        "; ".join(
+            " ".join(str(d) for d in dims[feature]) if feature in dims else "-"
+            for feature in ("user_id", "movie_id")
+        )
+        if dims
+        else ""
+    )
+
+
 def quality_markdown(
     results: List[Dict],
     command: str,
@@ -156,6 +168,7 @@ def quality_markdown(
             ("vs full", "vs_full", "+.2%"),
         ]
         + QUALITY_COLUMNS[7:]
+        + [("MD block dims (users; movies)", _dims_text, "s")]
     )
     for dataset, rows in _by_dataset(results).items():
         full = _find(rows, config="baseline")
