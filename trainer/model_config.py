@@ -162,9 +162,9 @@ _COMPRESSED = FULL.replace(embedding_dim=_COMPRESSED_DIM, l2=0.04)
 # Mixed-dimension tables on both sides: four blocks of equal lookup mass,
 # dims by the alpha power rule (popular ids wide, rare ids narrow), each
 # narrow block zero-padded into the shared width ("nested" projections).
-# Alpha 0.1, a mild slope: every layout that moved more of the budget to
-# popular ids trained worse on all three benchmark data sets
-# (benchmarks/md_layouts.py; alpha 0.3, the paper's range, by 0.001-0.004).
+# Alpha 0.1, a mild slope: no layout that moves more of the budget to
+# popular ids beat a flat one on the benchmark's data sets, and alpha 0.3,
+# the paper's range, was behind on all three (benchmarks/md_layouts.py).
 # Learned projections are shared by a whole block and updated by every
 # example; under Adam with a per-row L2 they shrink and wander before the
 # rows they serve have learned anything, and they cost parameters. Padding
