@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import keras
+
 from benchmarks import datasets
 from benchmarks import report
 from benchmarks import training
@@ -184,9 +186,8 @@ def entries(budgets: Sequence[int]) -> List[Entry]:
     return rows
 
 
-def block_dims(config: ModelConfig, data: datasets.PreparedData) -> Dict[str, List[int]]:
-    """The widths of each table's MD blocks as built on ``data``; absent for other tables."""
-    layers = model_lib.id_embeddings(config, data.user_counts, data.movie_counts)
+def block_dims(layers: Dict[str, keras.layers.Layer]) -> Dict[str, List[int]]:
+    """The widths of each table's MD blocks; absent for other tables."""
     return {
         feature: list(layer.block_dims)
         for feature, layer in layers.items()
@@ -194,7 +195,7 @@ def block_dims(config: ModelConfig, data: datasets.PreparedData) -> Dict[str, Li
     }
 
 
-def built_technique(technique: str, config: ModelConfig, data: datasets.PreparedData) -> str:
+def built_technique(technique: str, layers: Dict[str, keras.layers.Layer]) -> str:
     """``technique``, or "uniform" for an MD row whose blocks all came out one width.
 
     The alpha rule can give every block the same dim on a small budget (ML-100K
@@ -203,7 +204,6 @@ def built_technique(technique: str, config: ModelConfig, data: datasets.Prepared
     """
     if technique != "md":
         return technique
-    layers = model_lib.id_embeddings(config, data.user_counts, data.movie_counts)
     mixed = any(
         isinstance(layer, MDEmbedding) and (len(set(layer.block_dims)) > 1 or layer.tail_qr)
         for layer in layers.values()
@@ -234,13 +234,15 @@ def run_dataset(
             )
 
         summary = training.train_seeds(config, data, seeds, on_run=on_run)
+        # The tables as built on this data, for the row's labels (not trained).
+        tables = model_lib.id_embeddings(config, data.user_counts, data.movie_counts)
         row = {
             "dataset": data.name,
             "config": entry.config,
-            "technique": built_technique(entry.technique, config, data),
+            "technique": built_technique(entry.technique, tables),
             "budget": entry.budget,
             **summary.as_dict(),
-            "block_dims": block_dims(config, data),
+            "block_dims": block_dims(tables),
             "compression": round(full_params / summary.embedding_params, 2),
             "model": json.loads(config.to_json()),
         }
