@@ -251,11 +251,7 @@ def _build_md(
     for key in ("alpha", "base_dim", "param_budget", "compression", "max_dim"):
         if options["dims"] is not None and options[key] is not None:
             raise ValueError(f"md spec: 'dims' excludes {key!r}")
-    projection = options["projection"]
-    if projection not in md_embedding.PROJECTIONS:
-        raise ValueError(
-            f"md spec: projection must be one of {md_embedding.PROJECTIONS}, got {projection!r}"
-        )
+    projection = md_embedding.check_projection(options["projection"])
     max_dim = output_dim if options["max_dim"] is None else int(options["max_dim"])
     if not 1 <= max_dim <= output_dim:
         raise ValueError(f"md spec: max_dim must be in [1, output_dim={output_dim}], got {max_dim}")

@@ -239,7 +239,7 @@ def alpha_power_dims(
 PROJECTIONS = ("learned", "nested")
 
 
-def _check_projection(projection: str) -> str:
+def check_projection(projection: str) -> str:
     if projection not in PROJECTIONS:
         raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
     return projection
@@ -253,7 +253,7 @@ def md_param_count(
 ) -> int:
     """Tables ``rows_i * d_i``, plus ``d_i * output_dim`` per narrower block
     when its projection is learned (a nested one is a zero pad, not a weight)."""
-    learned = _check_projection(projection) == "learned"
+    learned = check_projection(projection) == "learned"
     return sum(
         int(r) * int(d) + (int(d) * output_dim if learned and d < output_dim else 0)
         for r, d in zip(block_rows, block_dims)
@@ -396,7 +396,7 @@ class MDEmbedding(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.output_dim = int(output_dim)
-        self.projection = _check_projection(projection)
+        self.projection = check_projection(projection)
         block_offsets = [int(o) for o in block_offsets]
         self.block_offsets = _check_offsets(
             block_offsets, block_offsets[-1] if block_offsets else 0
