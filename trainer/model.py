@@ -244,6 +244,7 @@ def id_embeddings(
     """
     specs = {features.USER_ID: config.user_embedding, features.MOVIE_ID: config.movie_embedding}
     counts = {features.USER_ID: user_counts, features.MOVIE_ID: movie_counts}
+    names = {features.USER_ID: "user_embedding", features.MOVIE_ID: "movie_embedding"}
 
     def build(feature, spec):
         return embeddings.build_embedding(
@@ -251,7 +252,7 @@ def id_embeddings(
             counts[feature],
             features.NUM_OOV_BUCKETS,
             config.embedding_dim,
-            name=f"{'user' if feature == features.USER_ID else 'movie'}_embedding",
+            name=names[feature],
             initializer=_initializer(config),
         )
 
