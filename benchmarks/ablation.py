@@ -7,8 +7,9 @@ Three groups, each row a single change against a named reference:
   the effect of that change alone given the ones above it.
 * ``full, one change``: the tuned full model with one setting moved.
 * ``16x, one change``: the best 16x configuration (``DEFAULT_MODEL``) with one
-  setting moved: MD alpha and blocks, QR buckets, combiner and where QR
-  applies, L2, learning rate, batch size, initialisation.
+  setting moved: MD alpha, blocks, projections and budget rounding; QR
+  combiner, partitions and where QR applies; L2 and the per-id prior;
+  learning rate, batch size, biases and the start at the mean rating.
 
 Every row trains with early stopping on the eval split (best weights
 restored); figures are means over ``--seeds`` seeds. Writes ``ablation.json``
@@ -101,6 +102,7 @@ def full_one_change() -> List[Step]:
         ("L2 0.04", dict(l2=0.04)),
         ("L2 0.12", dict(l2=0.12)),
         ("bias L2 = factor L2", dict(bias_l2=None)),
+        ("per-id prior: L2 0.05 plus l2_per_id 5", dict(l2=0.05, l2_per_id=5.0)),
         ("sigmoid head over [0, 5]", dict(rating_head="sigmoid", min_rating=0.0)),
         ("no start at the mean rating", dict(init_at_mean_rating=False)),
         (
@@ -136,6 +138,8 @@ def compressed_one_change() -> List[Step]:
     def qr_spec(**changes):
         return {"type": "qr", "operation": "mult", "compression": ratio, **changes}
 
+    alpha = users.get("alpha")
+    blocks = users.get("blocks")
     variants = [
         (f"preset {best.name} (reference)", {}),
         (
@@ -146,13 +150,20 @@ def compressed_one_change() -> List[Step]:
                 movie_embedding={"type": "full"},
             ),
         ),
-        ("MD alpha 0.1", both(alpha=0.1)),
-        ("MD alpha 0.6", both(alpha=0.6)),
-        ("MD 2 blocks", both(blocks=2)),
-        ("MD 3 blocks", both(blocks=3)),
-        ("MD 8 blocks", both(blocks=8)),
+        *((f"MD alpha {a:g}", both(alpha=a)) for a in (0.0, 0.3, 0.6) if a != alpha),
+        *((f"MD {n} blocks", both(blocks=n)) for n in (2, 8) if n != blocks),
+        (
+            "MD learned projections instead of zero padding",
+            both(projection="learned"),
+        ),
+        ("MD budget left by rounding not spent (no fill_budget)", both(fill_budget=False)),
         ("L2 / 2", dict(l2=best.l2 / 2)),
         ("L2 x 2", dict(l2=best.l2 * 2)),
+        (
+            "no per-id prior: L2 0.04 per lookup alone (the preset before it)",
+            dict(l2=0.04, l2_per_id=0.0),
+        ),
+        ("per-id prior x 2", dict(l2_per_id=best.l2_per_id * 2)),
         ("learning rate / 2", dict(learning_rate=best.learning_rate / 2)),
         ("learning rate x 2", dict(learning_rate=best.learning_rate * 2)),
         (
@@ -187,16 +198,12 @@ def compressed_one_change() -> List[Step]:
             ),
         ),
         (
-            "no tail QR: plain MD blocks (preset md_16x)",
-            both(tail_qr=None),
+            "8 blocks, the rarest a QR table, mult (preset md_qr_16x)",
+            both(blocks=8, tail_qr={"operation": "mult"}),
         ),
         (
-            "tail QR combiner concat instead of mult",
-            both(tail_qr={"operation": "concat"}),
-        ),
-        (
-            "tail QR at compression 4 instead of m = sqrt(rows)",
-            both(tail_qr={"operation": "mult", "compression": 4.0}),
+            "8 blocks, the rarest a QR table, concat",
+            both(blocks=8, tail_qr={"operation": "concat"}),
         ),
         ("QR (mult) on all users, movies unchanged", dict(user_embedding=qr_spec())),
     ]
