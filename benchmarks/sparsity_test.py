@@ -1,6 +1,8 @@
 import numpy as np
 
+from benchmarks import quality
 from benchmarks import sparsity
+from trainer import model_config
 
 
 def test_activity_buckets_partition_the_rows_then_cover_all():
@@ -20,8 +22,14 @@ def test_rmse_of_an_empty_bucket_is_nan_not_an_error():
     assert sparsity.rmse(np.array([1.0, 3.0]), np.array([2.0, 2.0])) == 1.0
 
 
-def test_a_recipe_with_its_own_prior_is_compared_with_ml_100k_regularization():
-    assert list(sparsity.regularizations("ml-100k").values()) == [{}]
-    large = sparsity.regularizations("synthetic-large")
-    assert sparsity.PER_LOOKUP_ONLY in large.values() and {} in large.values()
-    assert any("l2_per_id 20" in label for label in large)
+def test_each_data_set_compares_its_own_prior_with_a_per_lookup_l2_alone():
+    for name, prior in [
+        ("ml-100k", model_config.UNIFORM_16X.l2_per_id),
+        ("synthetic-large", quality.RECIPES["synthetic-large"].regularization["l2_per_id"]),
+    ]:
+        settings = sparsity.regularizations(name)
+        assert list(settings.values()) == [sparsity.PER_LOOKUP_ONLY, {}], name
+        assert f"l2_per_id {prior:g}" in list(settings)[1], name
+    # synthetic-1m's recipe turns the prior off: only its own setting is trained.
+    (own,) = sparsity.regularizations("synthetic-1m")
+    assert "l2_per_id" not in own and "l2 0.03" in own
