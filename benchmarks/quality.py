@@ -167,15 +167,15 @@ def entries(budgets: Sequence[int]) -> List[Entry]:
     for budget in budgets:
         if REFERENCE_DIM % budget:
             raise ValueError(f"budget {budget} does not divide {REFERENCE_DIM}")
-        uniform_dim = REFERENCE_DIM // budget
+        uniform_name = f"uniform_{budget}x"
         rows.append(
             Entry(
-                f"uniform_{budget}x",
+                uniform_name,
                 "uniform",
                 budget,
                 compressed_training.replace(
-                    name=f"uniform_{budget}x",
-                    embedding_dim=uniform_dim,
+                    name=uniform_name,
+                    embedding_dim=REFERENCE_DIM // budget,
                     user_embedding={"type": "full"},
                     movie_embedding={"type": "full"},
                 ),

@@ -76,8 +76,9 @@ def target_checks(results: List[Dict]) -> List[str]:
                 f"<= {ML_100K_FULL_TARGET:.2f}: **{'met' if met else 'not met'}**"
             )
         budgets = sorted({r["budget"] for r in rows if r.get("budget")})
+        uniform_at = {budget: _find(rows, config=f"uniform_{budget}x") for budget in budgets}
         for budget in budgets:
-            uniform = _find(rows, config=f"uniform_{budget}x")
+            uniform = uniform_at[budget]
             compressed = [r for r in rows if r["technique"] in COMPRESSED and r["budget"] == budget]
             if not uniform or not compressed:
                 continue
@@ -99,7 +100,7 @@ def target_checks(results: List[Dict]) -> List[str]:
         if dataset == "synthetic-large":
             wins = []
             for budget in budgets:
-                uniform = _find(rows, config=f"uniform_{budget}x")
+                uniform = uniform_at[budget]
                 for r in rows:
                     if (
                         uniform
@@ -134,14 +135,12 @@ QUALITY_COLUMNS = [
 
 
 def _dims_text(row: Dict) -> str:
-    dims = row.get("block_dims") or {}
-    return (
-        "; ".join(
-            " ".join(str(d) for d in dims[feature]) if feature in dims else "-"
-            for feature in ("user_id", "movie_id")
-        )
-        if dims
-        else ""
+    dims = row.get("block_dims")
+    if not dims:
+        return ""
+    return "; ".join(
+        " ".join(str(d) for d in dims[feature]) if feature in dims else "-"
+        for feature in ("user_id", "movie_id")
     )
 
 
