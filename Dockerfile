@@ -2,12 +2,26 @@
 # the Vertex AI Training job with --vertex-training. Build from the repository
 # root (see docs/deploy.md):
 #   docker build -t IMAGE .
+#
+# The Beam SDK version this image runs: apache-beam's pin in constraints.txt
+# (tests/test_packaging.py fails when they differ). Dataflow workers started in
+# this image (--dataflow-worker-image) run Beam's worker boot program, which
+# must come from the same Beam release as the SDK that pip installs below; the
+# tensorflow/tfx base image carries an older release's.
+ARG BEAM_VERSION=2.74.0
+
+FROM apache/beam_python3.10_sdk:${BEAM_VERSION} AS beam_sdk
+
 FROM tensorflow/tfx:1.16.0
+ARG BEAM_VERSION
+
+# Beam's worker boot program and what goes with it, replacing the base image's.
+COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam
 
 # kubeflow_v2_runner.py points components at files under this folder
 # (CONTAINER_PROJECT_ROOT in pipeline/cloud.py): ImportSchemaGen reads
-# schema/schema.pbtxt and Dataflow jobs build this package from setup.py.
-# Keep the two in step.
+# pipeline/schema/schema.pbtxt and Dataflow jobs build this package from
+# setup.py. Keep the two in step.
 WORKDIR /pipeline
 COPY . /pipeline
 
@@ -15,11 +29,13 @@ COPY . /pipeline
 # (components.preprocessing.preprocessing_fn, trainer.task.run_fn) from
 # site-packages wherever they start. constraints.txt holds the versions the
 # pipeline is tested with; pip moves the base image's packages to them.
-# The import from / checks the installed copy, not the one in WORKDIR.
+# The import from / checks the installed copy, not the one in WORKDIR, and
+# that the Beam SDK is the boot program's release.
 RUN python -m pip install --no-cache-dir -c constraints.txt . \
     && cd / \
-    && python -c "import components.preprocessing, pipeline.pipeline, trainer.task"
+    && python -c "import components.preprocessing, pipeline.pipeline, trainer.task" \
+    && python -c "import apache_beam as b; assert b.__version__ == '${BEAM_VERSION}', b.__version__"
 
-# The ENTRYPOINT stays the base image's (Beam's worker boot, needed when
-# Dataflow runs workers in this image); Kubeflow and Vertex AI set each
-# component's command themselves.
+# Beam's worker boot, needed when Dataflow runs workers in this image;
+# Kubeflow and Vertex AI set each component's command themselves.
+ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -610,12 +610,20 @@ def _dockerignored(relative_path, patterns):
 
 def test_image_builds_on_tfx_and_installs_the_package_where_the_runner_expects_it():
     instructions = _dockerfile_instructions()
+    # A multi-stage build: the last stage is the image, earlier ones only lend it
+    # files (Beam's worker boot program, see tests/test_packaging.py).
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    instructions = instructions[last_from:]
     assert instructions[0] == ("FROM", "tensorflow/tfx:1.16.0")
 
     (workdir,) = [arguments for keyword, arguments in instructions if keyword == "WORKDIR"]
     assert workdir == cloud.CONTAINER_PROJECT_ROOT
 
-    copies = [shlex.split(arguments) for keyword, arguments in instructions if keyword == "COPY"]
+    copies = [
+        shlex.split(arguments)
+        for keyword, arguments in instructions
+        if keyword == "COPY" and not arguments.startswith("--from=")
+    ]
     assert copies
     copied_sources = []
     for copy in copies:
