@@ -26,12 +26,10 @@ setuptools.setup(
             "components.*",
             "trainer",
             "trainer.*",
-            "data",
-            "data.*",
         ]
     ),
-    package_data={"": ["*.pbtxt"]},
-    data_files=[("schema", ["schema/schema.pbtxt"])],
+    # The raw data schema travels inside the package (configs.SCHEMA_DIR).
+    package_data={"pipeline": ["schema/*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",
         "tensorflow>=2.16,<2.17",
@@ -41,6 +39,7 @@ setuptools.setup(
         # tfx-bsl 1.16 imports dill, which current apache-beam no longer brings.
         "dill",
         "numpy>=1.22,<2",
+        "pyarrow>=10,<11",  # ArrowCsvExampleGen; tfx-bsl 1.16's range
         "pandas",  # fast parsing of the MovieLens files
         "tqdm",  # download progress
         "matplotlib>=3.8,<3.10",  # the run report's charts and the benchmark plots

@@ -14,7 +14,8 @@ from typing import Any
 # read files by these paths at run time, in the container, so they must not
 # be this checkout's paths.
 CONTAINER_PROJECT_ROOT = "/pipeline"
-CONTAINER_SCHEMA_DIR = posixpath.join(CONTAINER_PROJECT_ROOT, "schema")
+# The schema is package data of ``pipeline`` (``configs.SCHEMA_DIR``).
+CONTAINER_SCHEMA_DIR = posixpath.join(CONTAINER_PROJECT_ROOT, "pipeline", "schema")
 CONTAINER_SETUP_FILE = posixpath.join(CONTAINER_PROJECT_ROOT, "setup.py")
 
 DEFAULT_REGION = "us-central1"

@@ -18,7 +18,9 @@ PIPELINE_NAME = "movielens-memory-efficient"
 
 # The project root (the folder holding setup.py) when running from a checkout.
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA_DIR = os.path.join(PROJECT_ROOT, "schema")
+# The raw data schema (ImportSchemaGen) is package data of this package, so it
+# is found beside this module in a checkout and in an installed wheel alike.
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
 
 # ExampleGen's hash split: 17 of 20 buckets train, 3 eval (85/15, as the
 # keras-io example splits MovieLens).
