@@ -57,7 +57,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--no-cache", action="store_true", help="re-run every component even if nothing changed"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--beam-arg",
+        dest="beam_args",
+        action="append",
+        metavar="FLAG",
+        help="a Beam pipeline option for every Beam component, e.g. "
+        "--beam-arg=--direct_running_mode=multi_processing --beam-arg=--direct_num_workers=2 "
+        "(repeat for more; write it with '=' so the flag's dashes reach Beam). Added after "
+        "the local defaults (--runner=FnApiRunner --direct_running_mode=in_memory "
+        "--direct_num_workers=1 --setup_file=...), and Beam takes a flag's last value, so "
+        "these override them",
+    )
+    args = parser.parse_args(argv)
+    for flag in args.beam_args or []:
+        if not flag.startswith("--"):
+            parser.error(
+                f"--beam-arg takes a Beam flag such as --direct_num_workers=2, got {flag!r}"
+            )
+    return args
 
 
 def load_ratings(args) -> tuple[str, movielens.Ratings]:
@@ -96,7 +114,8 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
         model=cli.model_from_args(args),
         evaluation=cli.evaluation_from_args(args),
         compare_full_model=args.compare_full_model,
-        beam_pipeline_args=configs.local_beam_pipeline_args(),
+        # The user's flags last: Beam takes the last value of a repeated flag.
+        beam_pipeline_args=configs.local_beam_pipeline_args() + list(args.beam_args or []),
         enable_cache=not args.no_cache,
     )
 
