@@ -19,6 +19,9 @@ from pipeline import cli
 from pipeline import cloud
 from pipeline import configs
 
+PLATFORM_VERTEX = "vertex"
+PLATFORM_KUBEFLOW = "kubeflow"
+
 SERVE_FROM_GCS = "gcs"
 SERVE_FROM_VERTEX_ENDPOINT = "vertex-endpoint"
 
@@ -31,6 +34,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     where = parser.add_argument_group("where it runs")
+    where.add_argument(
+        "--platform",
+        choices=[PLATFORM_VERTEX, PLATFORM_KUBEFLOW],
+        default=PLATFORM_VERTEX,
+        help="vertex: Vertex AI Pipelines, which runs TFX resolver nodes (the Evaluator "
+        "compares each candidate with the latest blessed model); kubeflow: open-source "
+        "Kubeflow Pipelines v2, which refuses resolver executors, so the spec has none and "
+        "blesses on the absolute thresholds alone (default: %(default)s)",
+    )
     where.add_argument(
         "--project",
         default=os.environ.get("GOOGLE_CLOUD_PROJECT"),
@@ -183,6 +195,17 @@ def _fill_in_derived_defaults(args: argparse.Namespace, parser: argparse.Argumen
     )
     if needs_project and not args.project:
         parser.error("--project is required (or set GOOGLE_CLOUD_PROJECT)")
+    if args.platform == PLATFORM_KUBEFLOW:
+        vertex_only = {
+            "--vertex-training": args.vertex_training,
+            "--serving-destination=vertex-endpoint": (
+                args.serving_destination == SERVE_FROM_VERTEX_ENDPOINT
+            ),
+            "--submit": args.submit,
+        }
+        for flag, given in vertex_only.items():
+            if given:
+                parser.error(f"{flag} needs --platform={PLATFORM_VERTEX}")
 
     args.output_root = (args.output_root or f"gs://{args.project}-memrec").rstrip("/")
     args.data_root = args.data_root or f"{args.output_root}/data"
@@ -253,6 +276,7 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         schema_dir=cloud.CONTAINER_SCHEMA_DIR,
         vertex_training=vertex_training,
         vertex_serving=vertex_serving,
+        compare_with_latest_blessed=args.platform == PLATFORM_VERTEX,
     )
 
 
@@ -302,6 +326,14 @@ def main(argv=None) -> int:
         print(f"  serving:       Vertex AI Endpoint {args.endpoint_name!r}")
     else:
         print(f"  serving:       {config.serving_model_dir}")
+    print("  push guarded:  Evaluator thresholds and ServingCheck (loads it as TF Serving does)")
+    if config.compare_with_latest_blessed:
+        print("  baseline:      the latest blessed model (a resolver node, run by Vertex AI)")
+    else:
+        print(
+            "  baseline:      none: Kubeflow Pipelines v2 runs no resolver, so a candidate is "
+            "not compared with the latest blessed model, only with the absolute RMSE bound"
+        )
     if args.submit:
         submit(args, config)
     return 0

@@ -30,6 +30,13 @@ EVAL_BUCKETS = 3
 # Node ids of the optional full-model comparison (``compare_full_model``).
 FULL_MODEL_TRAINER_ID = "full_model_trainer"
 COMPRESSION_EVALUATOR_ID = "compression_evaluator"
+LATEST_BLESSED_MODEL_RESOLVER_ID = "latest_blessed_model_resolver"
+# Either the fresh-process check or TFX's InfraValidator; one id, so the
+# summary finds the push's other blessing under one name.
+SERVING_CHECK_ID = "ServingCheck"
+
+# A TensorFlow Serving image of the TensorFlow the model is trained with.
+DEFAULT_TF_SERVING_IMAGE = "tensorflow/serving:2.16.1"
 
 # Module paths of the installed package: components load these by import, so
 # no module file is packaged per run, locally or in a container.
@@ -83,6 +90,14 @@ class PipelineConfig:
       vertex_serving: when set, the Pusher deploys to a Vertex AI Endpoint with
         this ``custom_config`` (``cloud.vertex_serving_config``) instead of
         copying to ``serving_model_dir``.
+      compare_with_latest_blessed: the Evaluator also compares the candidate
+        with the latest blessed model, found by a Resolver node. Open-source
+        Kubeflow Pipelines v2 runs no resolver, so its spec turns this off and
+        blesses on the absolute thresholds alone.
+      tf_serving_image: when set (``image:tag``), TFX's InfraValidator serves
+        the candidate from this TensorFlow Serving image in the local Docker
+        engine before the push; otherwise ``ServingCheck`` loads it the same
+        way in a fresh process (no Docker needed).
     """
 
     data_root: str
@@ -96,6 +111,8 @@ class PipelineConfig:
     schema_dir: str = SCHEMA_DIR
     vertex_training: Optional[Dict[str, Any]] = None
     vertex_serving: Optional[Dict[str, Any]] = None
+    compare_with_latest_blessed: bool = True
+    tf_serving_image: Optional[str] = None
 
     @property
     def pipeline_root(self) -> str:

@@ -33,6 +33,7 @@ from tfx.types.channel import Channel
 from components import features
 from components.arrow_csv_example_gen import ArrowCsvExampleGen
 from components import metrics
+from components.serving_check import ServingCheck
 from components.validation_gate import AnomaliesGate
 from pipeline import configs
 
@@ -43,23 +44,28 @@ _PER_SLICE_METRICS = tuple((metric.__name__, metrics.__name__) for metric in met
 _BLESSING_METRIC = metrics.RatingRootMeanSquaredError.__name__
 
 
-def eval_config(settings: configs.EvalSettings, with_thresholds: bool = True) -> tfma.EvalConfig:
+def eval_config(
+    settings: configs.EvalSettings, with_thresholds: bool = True, with_baseline: bool = True
+) -> tfma.EvalConfig:
     """Metrics on the eval split, overall and per slice, and the blessing thresholds.
 
     The slicing features come from the model's ``transform_features``
     signature (TFMA looks in the transformed features before the raw ones).
     ``with_thresholds=False`` gives an Evaluator that only measures: without
     thresholds TFX's Evaluator writes no blessing decision.
+    ``with_baseline=False`` drops the change threshold, for pipelines with no
+    latest blessed model to compare with.
     """
     rmse_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(
-            upper_bound={"value": settings.rmse_upper_bound}
-        ),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.LOWER_IS_BETTER,
-            absolute={"value": settings.rmse_max_increase},
-        ),
+        value_threshold=tfma.GenericValueThreshold(upper_bound={"value": settings.rmse_upper_bound})
     )
+    if with_baseline:
+        rmse_threshold.change_threshold.CopyFrom(
+            tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                absolute={"value": settings.rmse_max_increase},
+            )
+        )
     metric_configs = []
     for class_name, module in _PER_SLICE_METRICS:
         metric = tfma.MetricConfig(class_name=class_name, module=module or "")
@@ -86,6 +92,38 @@ def eval_config(settings: configs.EvalSettings, with_thresholds: bool = True) ->
         + [tfma.SlicingSpec(feature_keys=[name]) for name in settings.slicing_features],
         metrics_specs=[tfma.MetricsSpec(metrics=metric_configs)],
     )
+
+
+def servability_check(config: configs.PipelineConfig, trainer, example_gen):
+    """The node whose ``blessing`` the Pusher requires: the model must serve.
+
+    By default the model is loaded in a fresh process the way TF Serving
+    loads it (``components/serving_check.py``); with ``tf_serving_image`` set,
+    TFX's InfraValidator starts that TensorFlow Serving image in the local
+    Docker engine and sends it the eval examples.
+    """
+    if not config.tf_serving_image:
+        return ServingCheck(
+            model=trainer.outputs["model"], examples=example_gen.outputs["examples"]
+        )
+    from tfx.components import InfraValidator  # pylint: disable=g-import-not-at-top
+    from tfx.proto import infra_validator_pb2  # pylint: disable=g-import-not-at-top
+
+    image, _, tag = config.tf_serving_image.rpartition(":")
+    return InfraValidator(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        serving_spec=infra_validator_pb2.ServingSpec(
+            tensorflow_serving=infra_validator_pb2.TensorFlowServing(image_name=image, tags=[tag]),
+            local_docker=infra_validator_pb2.LocalDockerConfig(),
+        ),
+        request_spec=infra_validator_pb2.RequestSpec(
+            tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(
+                signature_names=["serving_default"]
+            ),
+            split_name="eval",
+        ),
+    ).with_id(configs.SERVING_CHECK_ID)
 
 
 def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=None) -> Pipeline:
@@ -169,18 +207,22 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
         ).with_id(configs.COMPRESSION_EVALUATOR_ID)
         comparison = [full_model_trainer, compression_evaluator]
 
-    latest_blessed_model = Resolver(
-        strategy_class=LatestBlessedModelStrategy,
-        model=Channel(type=standard_artifacts.Model),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
-
+    baseline = []
+    if config.compare_with_latest_blessed:
+        baseline = [
+            Resolver(
+                strategy_class=LatestBlessedModelStrategy,
+                model=Channel(type=standard_artifacts.Model),
+                model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+            ).with_id(configs.LATEST_BLESSED_MODEL_RESOLVER_ID)
+        ]
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=latest_blessed_model.outputs["model"],
-        eval_config=eval_config(config.evaluation),
+        baseline_model=baseline[0].outputs["model"] if baseline else None,
+        eval_config=eval_config(config.evaluation, with_baseline=bool(baseline)),
     )
+    serving_check = servability_check(config, trainer, example_gen)
 
     if config.vertex_serving:
         from tfx.extensions.google_cloud_ai_platform.pusher.component import (  # pylint: disable=g-import-not-at-top
@@ -190,12 +232,14 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
         pusher = VertexPusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
+            infra_blessing=serving_check.outputs["blessing"],
             custom_config=config.vertex_serving,
         )
     else:
         pusher = Pusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
+            infra_blessing=serving_check.outputs["blessing"],
             push_destination=pusher_pb2.PushDestination(
                 filesystem=pusher_pb2.PushDestination.Filesystem(
                     base_directory=config.serving_model_dir
@@ -214,8 +258,9 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
             anomalies_gate,
             transform,
             trainer,
-            latest_blessed_model,
+            *baseline,
             evaluator,
+            serving_check,
             pusher,
             *comparison,
         ],

@@ -34,10 +34,37 @@ def test_components_run_in_order_and_bad_data_stops_before_transform():
         "Transform",
         "Trainer",
         "Evaluator",
+        "ServingCheck",
         "Pusher",
     ]
     assert "AnomaliesGate" in nodes["Transform"].upstream_nodes
-    assert "Evaluator" in nodes["Pusher"].upstream_nodes
+    assert {"Evaluator", "ServingCheck"} <= set(nodes["Pusher"].upstream_nodes)
+
+
+def test_the_pusher_requires_the_serving_check_blessing():
+    nodes = _compiled(_config())
+    inputs = nodes["Pusher"].inputs.inputs
+    (channel,) = inputs["infra_blessing"].channels
+    assert channel.producer_node_query.id == configs.SERVING_CHECK_ID
+
+
+def test_docker_serving_check_is_tfx_infra_validator_with_tf_serving():
+    nodes = _compiled(_config(tf_serving_image="tensorflow/serving:2.16.1"))
+    check = nodes[configs.SERVING_CHECK_ID]
+    assert check.node_info.type.name.endswith("InfraValidator")
+    spec = check.parameters.parameters["serving_spec"].field_value.string_value
+    assert "tensorflow/serving" in spec and "2.16.1" in spec and "local_docker" in spec
+
+
+def test_without_a_resolver_the_evaluator_has_no_baseline_and_no_change_threshold():
+    nodes = _compiled(_config(compare_with_latest_blessed=False))
+    assert configs.LATEST_BLESSED_MODEL_RESOLVER_ID not in nodes
+    assert "baseline_model" not in nodes["Evaluator"].inputs.inputs
+    settings = configs.EvalSettings()
+    (spec,) = pipeline_lib.eval_config(settings, with_baseline=False).metrics_specs
+    for metric in spec.metrics:
+        for per_slice in metric.per_slice_thresholds:
+            assert not per_slice.threshold.HasField("change_threshold")
 
 
 def test_code_is_referenced_by_module_path():

@@ -15,6 +15,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import serving_check
 from trainer import model_config
 from trainer import task as trainer_task
 
@@ -23,6 +24,7 @@ from trainer import task as trainer_task
 TRAINER = "Trainer"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
+SERVING_CHECK = "ServingCheck"
 
 EVAL_METRICS = (
     "example_count",
@@ -41,6 +43,9 @@ class RunSummary:
     metrics: Dict[str, float]
     failures: List[str]
     memory_report: Optional[Dict]
+    # The serving check's verdict: None when the run had none (an older run).
+    servable: Optional[bool] = None
+    serving_check: Optional[Dict] = None
 
     def format(self) -> str:
         lines = [f"Trained model:  {self.model_uri}"]
@@ -55,11 +60,25 @@ class RunSummary:
         else:
             lines.append("NOT blessed by the Evaluator:")
             lines.extend(f"  {f}" for f in self.failures or ["(no reason recorded)"])
+        if self.servable is not None:
+            lines.append(format_serving_check(self.servable, self.serving_check))
         if self.pushed:
             lines.append(f"Pushed to:      {self.pushed_destination}")
         else:
             lines.append("Not pushed; the serving folder keeps its earlier versions.")
         return "\n".join(lines)
+
+
+def format_serving_check(servable: bool, report: Optional[Dict]) -> str:
+    if not servable:
+        reason = (report or {}).get("reason") or "(no reason recorded)"
+        return f"NOT servable as TF Serving loads it, so not pushed:\n  {reason}"
+    if report and "num_examples" in report:
+        return (
+            "Serves as TF Serving loads it (TF1 path, fresh process): "
+            f"{report['num_examples']} eval examples, ratings equal to the TF2 path's"
+        )
+    return "Served by TensorFlow Serving on the eval examples (InfraValidator)."
 
 
 def format_memory_report(report: Dict) -> str:
@@ -162,6 +181,15 @@ def summarize(metadata_path: str) -> RunSummary:
         with tf.io.gfile.GFile(report_path) as f:
             memory_report = json.load(f)
 
+    servable, serving_report = None, None
+    check = outputs.get(SERVING_CHECK, {}).get("blessing")
+    if check is not None:
+        servable = bool(_custom_int(check, "blessed"))
+        report_path = os.path.join(check.uri, serving_check.REPORT_FILE)
+        if tf.io.gfile.exists(report_path):
+            with tf.io.gfile.GFile(report_path) as f:
+                serving_report = json.load(f)
+
     destination = pushed.custom_properties.get("pushed_destination")
     return RunSummary(
         model_uri=model.uri,
@@ -171,6 +199,8 @@ def summarize(metadata_path: str) -> RunSummary:
         metrics=metrics,
         failures=failures,
         memory_report=memory_report,
+        servable=servable,
+        serving_check=serving_report,
     )
 
 

@@ -22,3 +22,10 @@ def test_memory_report_states_compression_against_the_full_presets_64d_tables():
     assert "4.0x smaller than full tables of the same width" in text
     # 100 ids x 64 dims / 400 params
     assert "16.0x smaller than full 64-d tables" in text
+
+
+def test_an_unservable_model_is_reported_with_the_reason():
+    text = run_summary.format_serving_check(False, {"ok": False, "reason": "TF1 loading path: X"})
+    assert text.startswith("NOT servable") and "TF1 loading path: X" in text
+    ok = run_summary.format_serving_check(True, {"ok": True, "num_examples": 256})
+    assert "256 eval examples" in ok

@@ -699,3 +699,46 @@ def test_model_and_evaluation_flags_match_the_local_runner(tmp_path):
     assert cloud_config.evaluation == local.evaluation
     assert cloud_config.compare_full_model and local.compare_full_model
     assert local.model.movie_embedding == {"type": "md", "blocks": 3}
+
+
+# --- open-source Kubeflow Pipelines -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kubeflow_spec(tmp_path_factory, network_attempts):
+    """--platform kubeflow, written as the PipelineSpec YAML a KFP v2 cluster uploads."""
+    output_file = tmp_path_factory.mktemp("kubeflow") / "pipeline.yaml"
+    argv = _runner_argv("--platform=kubeflow", f"--output-file={output_file}")
+    assert kubeflow_v2_runner.main(argv) == 0
+    return yaml.safe_load(output_file.read_text())
+
+
+def test_the_kubeflow_spec_has_no_resolver_executor(kubeflow_spec):
+    executors = kubeflow_spec["deploymentSpec"]["executors"]
+    assert executors
+    for label, executor in executors.items():
+        assert "resolver" not in executor, label
+        assert executor["container"]["image"] == IMAGE, label
+    tasks = kubeflow_spec["root"]["dag"]["tasks"]
+    assert not [t for t in tasks if t.startswith(configs.LATEST_BLESSED_MODEL_RESOLVER_ID)]
+    # The push is still guarded by both blessings.
+    pusher_inputs = tasks["Pusher"]["inputs"]["artifacts"]
+    assert pusher_inputs["model_blessing"]["taskOutputArtifact"]["producerTask"] == "Evaluator"
+    assert pusher_inputs["infra_blessing"]["taskOutputArtifact"]["producerTask"] == (
+        configs.SERVING_CHECK_ID
+    )
+
+
+def test_the_vertex_spec_keeps_its_baseline_and_is_guarded_by_the_serving_check(container_spec):
+    _, job = container_spec
+    tasks = _tasks(job)
+    assert [t for t in tasks if t.startswith(configs.LATEST_BLESSED_MODEL_RESOLVER_ID)]
+    assert "baseline_model" in tasks["Evaluator"]["inputs"]["artifacts"]
+    assert configs.SERVING_CHECK_ID in _task_upstreams(tasks["Pusher"])
+
+
+def test_kubeflow_refuses_vertex_only_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_v2_runner.parse_args(_runner_argv("--platform=kubeflow", "--vertex-training"))
+    assert exit_info.value.code == 2
+    assert "--vertex-training needs --platform=vertex" in capsys.readouterr().err

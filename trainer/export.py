@@ -32,7 +32,7 @@ class ServingModule(tf.Module):
     def __init__(self, model, tf_transform_output: tft.TFTransformOutput):
         super().__init__()
         self._model = _Untracked(model)
-        self.model_weights = list(model.weights)
+        self.model_weights = backing_variables(model)
         # Tracking the loader's attributes keeps the Transform graph's tables
         # and vocabulary assets in the SavedModel (trainer/transform_graph.py).
         loader = transform_graph.load(tf_transform_output)
@@ -69,6 +69,25 @@ class ServingModule(tf.Module):
 
     def _apply_transform(self, raw_features):
         return self._transform.value.apply_transform_model(raw_features)
+
+
+def backing_variables(model) -> list:
+    """The ``tf.Variable`` behind each of the model's Keras 3 variables.
+
+    A tracked Keras 3 variable saves a copy of itself as a new variable
+    while the traced functions still read the original, so a server that
+    restores the checkpoint the TF1 way (TF Serving, Vertex AI,
+    ``saved_model_cli run``) fills the copy and every request fails on an
+    uninitialized variable (keras-team/keras#19274). Tracking the backing
+    variables makes the saved nodes the very ones the functions read.
+    """
+    variables = []
+    for weight in model.weights:
+        backing = getattr(weight, "value", weight)
+        if not isinstance(backing, tf.Variable):
+            raise TypeError(f"{weight.path}: expected a tf.Variable behind it, got {type(backing)}")
+        variables.append(backing)
+    return variables
 
 
 class _Untracked:
