@@ -55,6 +55,6 @@ def AnomaliesGate(  # pylint: disable=invalid-name
     text = collect_anomalies(anomalies)
     if text:
         raise DataAnomaliesError(
-            "The input data does not match schema/schema.pbtxt; nothing was "
+            "The input data does not match pipeline/schema/schema.pbtxt; nothing was "
             "trained or pushed.\n" + text
         )
