@@ -15,7 +15,6 @@ import tensorflow_model_analysis as tfma
 # only for Vertex AI.
 from tfx.components import Evaluator
 from tfx.components import ExampleValidator
-from tfx.components import Pusher
 from tfx.components import StatisticsGen
 from tfx.components import Trainer
 from tfx.components import Transform
@@ -33,6 +32,7 @@ from tfx.types.channel import Channel
 from components import features
 from components.arrow_csv_example_gen import ArrowCsvExampleGen
 from components import metrics
+from components.pusher import AtomicPusher
 from components.serving_check import ServingCheck
 from components.validation_gate import AnomaliesGate
 from pipeline import configs
@@ -236,7 +236,7 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
             custom_config=config.vertex_serving,
         )
     else:
-        pusher = Pusher(
+        pusher = AtomicPusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
             infra_blessing=serving_check.outputs["blessing"],
