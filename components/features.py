@@ -33,13 +33,16 @@ VOCABULARY_FOR = {USER_ID: USER_VOCABULARY, MOVIE_ID: MOVIE_VOCABULARY}
 MODEL_INPUT_FEATURES = (USER_INDEX, MOVIE_INDEX)
 
 # Slicing features, emitted by Transform for the Evaluator (TFMA reads them
-# through the SavedModel's ``transform_features`` signature).
-# Movie popularity block: 0 head, 1 torso, 2 tail; each holds about a third of
-# the train ratings. Movies unseen in train are in the tail.
+# through the SavedModel's ``transform_features`` signature). Transform
+# computes the block and the quartile as integers and emits their names below
+# (strings), so TFMA's slice keys read e.g. ("movie_popularity_block", "head").
+# The names are in slice order: the report orders slices by their index here.
+# Movie popularity block: head, torso, tail; each holds about a third of the
+# train ratings. Movies unseen in train are in the tail.
 MOVIE_POPULARITY_BLOCK = "movie_popularity_block"
 MOVIE_POPULARITY_BLOCK_NAMES = ("head", "torso", "tail")
-# User activity quartile by ratings per user: 0 the most active quarter of the
-# users, 3 the least active quarter (users unseen in train included).
+# User activity quartile by ratings per user: the most active quarter of the
+# users first, the least active quarter (users unseen in train included) last.
 USER_ACTIVITY_QUARTILE = "user_activity_quartile"
 USER_ACTIVITY_QUARTILE_NAMES = (
     "most active 25%",

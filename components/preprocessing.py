@@ -21,8 +21,10 @@ def preprocessing_fn(inputs):
     out-of-vocabulary bucket, index ``vocabulary size``.
 
     Also emits the features the Evaluator slices on: the movie popularity
-    block and the user activity quartile (see their functions); the rating
-    value slices on the label itself.
+    block and the user activity quartile (see their functions), computed as
+    integers and emitted as their names (``slice_names``) so TFMA's slice keys
+    read ``("movie_popularity_block", "head")``; the rating value slices on
+    the label itself.
     """
     outputs = {}
     for raw_name in features.RAW_ID_FEATURES:
@@ -34,12 +36,26 @@ def preprocessing_fn(inputs):
             store_frequency=True,
             vocab_filename=features.VOCABULARY_FOR[raw_name],
         )
-    outputs[features.MOVIE_POPULARITY_BLOCK] = movie_popularity_block(
-        inputs[features.MOVIE_ID], outputs[features.MOVIE_INDEX]
+    outputs[features.MOVIE_POPULARITY_BLOCK] = slice_names(
+        movie_popularity_block(inputs[features.MOVIE_ID], outputs[features.MOVIE_INDEX]),
+        features.MOVIE_POPULARITY_BLOCK_NAMES,
     )
-    outputs[features.USER_ACTIVITY_QUARTILE] = user_activity_quartile(outputs[features.USER_INDEX])
+    outputs[features.USER_ACTIVITY_QUARTILE] = slice_names(
+        user_activity_quartile(outputs[features.USER_INDEX]),
+        features.USER_ACTIVITY_QUARTILE_NAMES,
+    )
     outputs[features.LABEL] = tf.cast(inputs[features.RATING], tf.float32)
     return outputs
+
+
+def slice_names(index: tf.Tensor, names) -> tf.Tensor:
+    """The name of each slice index (0 -> ``names[0]``), as a string tensor.
+
+    A lookup in a constant, no analyzer: TFMA keys a string feature's slices
+    by the string, so its output and notebook tools show ``head`` rather
+    than ``0``.
+    """
+    return tf.gather(tf.constant(names, dtype=tf.string), index)
 
 
 def movie_popularity_block(movie_id: tf.Tensor, movie_index: tf.Tensor) -> tf.Tensor:

@@ -89,6 +89,10 @@ def slicing_transform(tmp_path_factory):
     return list(zip(train, transformed, strict=True)), transformed_unseen
 
 
+BLOCK_NAMES = [name.encode() for name in features.MOVIE_POPULARITY_BLOCK_NAMES]
+QUARTILE_NAMES = [name.encode() for name in features.USER_ACTIVITY_QUARTILE_NAMES]
+
+
 def test_popularity_blocks_are_the_md_layers_equal_mass_blocks(slicing_transform):
     from trainer import md_embedding
 
@@ -98,29 +102,49 @@ def test_popularity_blocks_are_the_md_layers_equal_mass_blocks(slicing_transform
     for raw, out in rows:
         rank = int(out[features.MOVIE_INDEX][0])
         expected = sum(rank >= cut for cut in offsets[1:-1])
-        assert out[features.MOVIE_POPULARITY_BLOCK][0] == expected, raw
-    blocks = [int(out[features.MOVIE_POPULARITY_BLOCK][0]) for _, out in rows]
-    assert [blocks.count(b) for b in range(3)] == [10, 10, 10]
+        assert out[features.MOVIE_POPULARITY_BLOCK][0] == BLOCK_NAMES[expected], raw
+    blocks = [out[features.MOVIE_POPULARITY_BLOCK][0] for _, out in rows]
+    assert [blocks.count(name) for name in BLOCK_NAMES] == [10, 10, 10]
+    assert BLOCK_NAMES == [b"head", b"torso", b"tail"]
 
 
 def test_user_activity_quartiles_cut_the_user_ranks_in_four(slicing_transform):
     rows, _ = slicing_transform
     quartile_of_rank = {}
     for _, out in rows:
-        quartile_of_rank[int(out[features.USER_INDEX][0])] = int(
-            out[features.USER_ACTIVITY_QUARTILE][0]
-        )
+        quartile_of_rank[int(out[features.USER_INDEX][0])] = out[features.USER_ACTIVITY_QUARTILE][0]
     # 8 users: two per quarter, the most active first.
-    assert quartile_of_rank == {0: 0, 1: 0, 2: 1, 3: 1, 4: 2, 5: 2, 6: 3, 7: 3}
+    expected = {rank: QUARTILE_NAMES[rank // 2] for rank in range(8)}
+    assert quartile_of_rank == expected
+    assert expected[0] == b"most active 25%" and expected[7] == b"least active 25%"
 
 
 def test_unseen_ids_fall_in_the_tail_and_the_least_active_quartile(slicing_transform):
     _, unseen = slicing_transform
     new_user, new_movie = unseen
-    assert new_user[features.USER_ACTIVITY_QUARTILE][0] == 3
-    assert new_user[features.MOVIE_POPULARITY_BLOCK][0] == 0  # movie_0 is the head
-    assert new_movie[features.MOVIE_POPULARITY_BLOCK][0] == 2
-    assert new_movie[features.USER_ACTIVITY_QUARTILE][0] == 0  # user_0 is the most active
+    assert new_user[features.USER_ACTIVITY_QUARTILE][0] == b"least active 25%"
+    assert new_user[features.MOVIE_POPULARITY_BLOCK][0] == b"head"  # movie_0 is the head
+    assert new_movie[features.MOVIE_POPULARITY_BLOCK][0] == b"tail"
+    assert new_movie[features.USER_ACTIVITY_QUARTILE][0] == b"most active 25%"  # user_0
+
+
+def test_slicing_features_are_strings_in_the_transform_schema(tiny_transform):
+    import tensorflow as tf
+
+    _, work, _ = tiny_transform
+    spec = tft.TFTransformOutput(work).transformed_feature_spec()
+    for name in (features.MOVIE_POPULARITY_BLOCK, features.USER_ACTIVITY_QUARTILE):
+        assert spec[name] == tf.io.FixedLenFeature([1], tf.string), name
+    assert spec[features.LABEL].dtype == tf.float32  # the rating value slice stays numeric
+
+
+def test_slice_names_look_up_each_index():
+    import numpy as np
+
+    from components import preprocessing
+
+    got = preprocessing.slice_names(np.array([[2], [0], [1]], np.int64), ("a", "b", "c"))
+    assert got.numpy().tolist() == [[b"c"], [b"a"], [b"b"]]
 
 
 def test_equal_mass_cuts_agree_with_the_md_layer_on_skewed_counts():
