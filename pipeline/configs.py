@@ -10,9 +10,9 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from components import features
+from trainer import model_config
 from trainer.model_config import ModelConfig
 from trainer.model_config import SEED_BASELINE
-from trainer.model_config import SEED_QR_MD
 
 PIPELINE_NAME = "movielens-memory-efficient"
 
@@ -103,7 +103,8 @@ class PipelineConfig:
     data_root: str
     output_root: str
     pipeline_name: str = PIPELINE_NAME
-    model: ModelConfig = SEED_QR_MD
+    # The runners' default, so a config built without one compiles what users run.
+    model: ModelConfig = model_config.preset(model_config.DEFAULT_MODEL)
     evaluation: EvalSettings = EvalSettings()
     compare_full_model: bool = False
     beam_pipeline_args: Optional[List[str]] = None

@@ -134,7 +134,7 @@ def test_an_eval_config_without_thresholds_blesses_nothing():
 
 def test_full_model_comparison_adds_a_trainer_and_an_evaluator_off_the_blessing_path():
     assert configs.FULL_MODEL_TRAINER_ID not in _compiled(_config())
-    narrow = model_config.SEED_QR_MD.replace(embedding_dim=16, learning_rate=0.004)
+    narrow = model_config.preset("md_16x").replace(learning_rate=0.004)
     nodes = _compiled(_config(compare_full_model=True, model=narrow))
     trainer = nodes[configs.FULL_MODEL_TRAINER_ID]
     custom = trainer.parameters.parameters["custom_config"].field_value.string_value
