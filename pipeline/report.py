@@ -26,6 +26,7 @@ import html
 import io
 import json
 import math
+import numbers
 import os
 import sys
 import tempfile
@@ -62,6 +63,9 @@ FEATURE_TITLES = {
     features.USER_ACTIVITY_QUARTILE: "user activity (quarters of the users)",
     features.LABEL: "rating value",
 }
+# Transform emits these slicing features by name; the names' order is the
+# slices' order (head before tail, the most active users first), which
+# sorting the names would lose.
 SLICE_VALUE_NAMES = {
     features.MOVIE_POPULARITY_BLOCK: features.MOVIE_POPULARITY_BLOCK_NAMES,
     features.USER_ACTIVITY_QUARTILE: features.USER_ACTIVITY_QUARTILE_NAMES,
@@ -139,6 +143,8 @@ def read_evaluation(
     slices = []
     for slice_key in sorted(candidate, key=lambda k: _slice_order(k, slicing_features)):
         feature, value = slice_key[0] if slice_key else (None, None)
+        if isinstance(value, bytes):  # TFMA gives str; bytes would not go to JSON
+            value = value.decode("utf-8", "replace")
         slices.append(
             {
                 "feature": feature,
@@ -178,22 +184,48 @@ def _metrics_by_slice(uri: str, model_name: str):
 
 
 def _slice_order(slice_key, slicing_features: Sequence[str]):
+    """Overall first, then by slicing feature; named slices in their names' order."""
     if not slice_key:
-        return (-1, 0)
+        return (-1, 0, 0.0, "")
     feature, value = slice_key[0]
     rank = slicing_features.index(feature) if feature in slicing_features else len(slicing_features)
-    return (rank, value)
+    index = slice_value_index(feature, value)
+    if index is not None:
+        return (rank, 0, float(index), "")
+    if isinstance(value, numbers.Real):
+        return (rank, 1, float(value), "")
+    return (rank, 2, 0.0, _as_text(value))
+
+
+def slice_value_index(feature: Optional[str], value) -> Optional[int]:
+    """Where a slice value stands among its feature's names, or None if not named.
+
+    Transform emits the names (TFMA gives them back as str). Integer values,
+    from eval results written before it did, are read as the index itself.
+    """
+    names = SLICE_VALUE_NAMES.get(feature)
+    if names is None or value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        text = _as_text(value)
+        return names.index(text) if text in names else None
+    is_index = isinstance(value, numbers.Real) and float(value).is_integer()
+    return int(value) if is_index and 0 <= int(value) < len(names) else None
 
 
 def slice_label(feature: Optional[str], value) -> str:
     if feature is None:
         return "overall"
-    names = SLICE_VALUE_NAMES.get(feature)
-    if names is not None and float(value).is_integer() and 0 <= int(value) < len(names):
-        return names[int(value)]
-    if feature == features.LABEL:
+    index = slice_value_index(feature, value)
+    if index is not None:
+        return SLICE_VALUE_NAMES[feature][index]
+    if feature == features.LABEL and isinstance(value, numbers.Real):
         return f"rating {float(value):g}"
-    return str(value)
+    return _as_text(value)
+
+
+def _as_text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def threshold_descriptions(eval_config) -> List[str]:

@@ -37,14 +37,15 @@ def _metrics(count, rmse, mean_label, mean_prediction):
 
 def _slices(with_baseline: bool):
     """Overall plus every slicing feature's values, as report.collect lays them out."""
+    # Slice values as tfma.load_eval_result gives them: names as str, ratings as float.
     rows = [(None, None, 1894, 1.0635, 3.55, 3.40)]
     rows += [
-        (features.MOVIE_POPULARITY_BLOCK, block, 630, 0.95 + 0.07 * block, 3.7 - 0.2 * block, 3.5)
-        for block in range(3)
+        (features.MOVIE_POPULARITY_BLOCK, name, 630, 0.95 + 0.07 * b, 3.7 - 0.2 * b, 3.5)
+        for b, name in enumerate(features.MOVIE_POPULARITY_BLOCK_NAMES)
     ]
     rows += [
-        (features.USER_ACTIVITY_QUARTILE, q, 790 - 150 * q, 1.0 + 0.02 * q, 3.55, 3.45)
-        for q in range(4)
+        (features.USER_ACTIVITY_QUARTILE, name, 790 - 150 * q, 1.0 + 0.02 * q, 3.55, 3.45)
+        for q, name in enumerate(features.USER_ACTIVITY_QUARTILE_NAMES)
     ]
     rows += [
         (features.LABEL, float(r), 380, abs(r - 3.4) + 0.4, float(r), 3.4) for r in range(1, 6)
@@ -182,6 +183,7 @@ class _PageReader(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
         self.cells = {}  # (evaluation, slice, metric, model) -> text
+        self.labels = {}  # evaluation -> [(slice, label text)], in the table's order
         self.images = []
         self.reasons = []
         self._evaluation = self._slice = self._cell = None
@@ -197,6 +199,9 @@ class _PageReader(html.parser.HTMLParser):
         elif tag == "td" and "data-metric" in attrs and self._slice:
             self._cell = (self._evaluation, self._slice, attrs["data-metric"], attrs["data-model"])
             self._text = []
+        elif tag == "td" and attrs.get("class") == "slice" and self._slice:
+            self._cell = (self._evaluation, self._slice, None, None)
+            self._text = []
         elif tag == "img":
             self.images.append(attrs)
         elif tag == "ul" and attrs.get("id") == "blessing-reasons":
@@ -206,7 +211,11 @@ class _PageReader(html.parser.HTMLParser):
 
     def handle_endtag(self, tag):
         if tag == "td" and self._cell:
-            self.cells[self._cell] = "".join(self._text)
+            evaluation, slice_id, metric, _ = self._cell
+            if metric is None:
+                self.labels.setdefault(evaluation, []).append((slice_id, "".join(self._text)))
+            else:
+                self.cells[self._cell] = "".join(self._text)
             self._cell = None
         elif tag == "li" and self._in_reason:
             self.reasons.append("".join(self._text))
@@ -215,6 +224,8 @@ class _PageReader(html.parser.HTMLParser):
             self._in_reasons = False
         elif tag == "table":
             self._evaluation = self._slice = None
+        elif tag == "tr":
+            self._slice = None
 
     def handle_data(self, data):
         if self._cell or self._in_reason:
@@ -294,13 +305,68 @@ def test_without_a_baseline_only_the_candidate_is_shown(page):
     assert "No model had been blessed before this run." in page
 
 
+# The slices in the order the report shows them, as "feature=value" and label.
+SLICES_IN_ORDER = (
+    [("overall", "overall")]
+    + [(f"{features.MOVIE_POPULARITY_BLOCK}={name}", name) for name in ("head", "torso", "tail")]
+    + [
+        (f"{features.USER_ACTIVITY_QUARTILE}={name}", name)
+        for name in ("most active 25%", "second 25%", "third 25%", "least active 25%")
+    ]
+    + [(f"{features.LABEL}={float(r)}", f"rating {r}") for r in range(1, 6)]
+)
+
+
 def test_slice_labels_name_blocks_quartiles_and_ratings():
     assert report.slice_label(None, None) == "overall"
+    # As Transform emits them and tfma.load_eval_result gives them back: names.
+    assert report.slice_label(features.MOVIE_POPULARITY_BLOCK, "head") == "head"
+    assert report.slice_label(features.MOVIE_POPULARITY_BLOCK, b"tail") == "tail"
+    quartile = features.USER_ACTIVITY_QUARTILE
+    assert report.slice_label(quartile, "least active 25%") == "least active 25%"
+    # Eval results written before Transform named the slices hold their index.
     assert report.slice_label(features.MOVIE_POPULARITY_BLOCK, 0) == "head"
     assert report.slice_label(features.MOVIE_POPULARITY_BLOCK, 2) == "tail"
-    assert report.slice_label(features.USER_ACTIVITY_QUARTILE, 3) == "least active 25%"
+    assert report.slice_label(quartile, 3) == "least active 25%"
     assert report.slice_label(features.LABEL, 4.0) == "rating 4"
     assert report.slice_label(features.LABEL, 3.5) == "rating 3.5"
+    assert report.slice_label(features.MOVIE_POPULARITY_BLOCK, "unknown") == "unknown"
+
+
+def test_named_slices_keep_their_order_not_the_alphabets():
+    slicing_features = list(features.SLICING_FEATURES)
+    expected = [()] + [
+        ((feature, value),)
+        for feature, names in (
+            (features.MOVIE_POPULARITY_BLOCK, ("head", "torso", "tail")),
+            (
+                features.USER_ACTIVITY_QUARTILE,
+                ("most active 25%", "second 25%", "third 25%", "least active 25%"),
+            ),
+            (features.LABEL, (1.0, 2.0, 3.0, 4.0, 5.0)),
+        )
+        for value in names
+    ]
+    for keys in (expected[::-1], sorted(expected, key=str)):
+        ordered = sorted(
+            keys,
+            key=lambda k: report._slice_order(k, slicing_features),  # pylint: disable=protected-access
+        )
+        assert ordered == expected
+    # Integer values (older eval results) sort the same way.
+    legacy = [((features.MOVIE_POPULARITY_BLOCK, b),) for b in (2, 0, 1)]
+    ordered = sorted(
+        legacy,
+        key=lambda k: report._slice_order(k, slicing_features),  # pylint: disable=protected-access
+    )
+    assert [report.slice_label(*key[0]) for key in ordered] == ["head", "torso", "tail"]
+
+
+def test_the_table_labels_each_slice_by_name_in_order(page):
+    labels = read_page(page).labels
+    assert set(labels) == {"Evaluator", configs.COMPRESSION_EVALUATOR_ID}
+    for rows in labels.values():
+        assert rows == SLICES_IN_ORDER
 
 
 def test_values_are_formatted_for_reading():
