@@ -32,6 +32,7 @@ MEAN_ABSOLUTE_ERROR_NAME = "mean_absolute_error"
 ROOT_MEAN_SQUARED_ERROR_NAME = "root_mean_squared_error"
 MEAN_LABEL_NAME = "mean_label"
 MEAN_PREDICTION_NAME = "mean_prediction"
+RMSE_GAIN_OVER_MEAN_NAME = "rmse_gain_over_mean"
 # The key of the shared sums; not a reported metric.
 _RATING_SUMS_NAME = "_rating_error_sums"
 
@@ -45,6 +46,7 @@ class RatingSums:
     squared_error: float = 0.0
     absolute_error: float = 0.0
     label: float = 0.0
+    squared_label: float = 0.0
     prediction: float = 0.0
 
     def add(self, label: float, prediction: float, weight: float) -> None:
@@ -54,6 +56,7 @@ class RatingSums:
         self.squared_error += weight * error * error
         self.absolute_error += weight * abs(error)
         self.label += weight * label
+        self.squared_label += weight * label * label
         self.prediction += weight * prediction
 
     def merge(self, other: "RatingSums") -> None:
@@ -184,6 +187,25 @@ class RatingMeanPrediction(_RatingMetric):
     STATISTIC = staticmethod(lambda sums: sums.mean(sums.prediction))
 
 
+def rmse_gain_over_mean(sums: RatingSums) -> float:
+    """1 - RMSE / the RMSE of predicting the slice's mean label (its standard deviation).
+
+    0 for a model no better than a constant, which is what an untrained or
+    collapsed model predicts. The eval split's own mean is the best constant
+    there, so beating it by a margin beats the train mean by at least as much.
+    """
+    mean = sums.mean(sums.label)
+    variance = sums.mean(sums.squared_label) - mean * mean
+    if not variance > 0:
+        return float("nan")  # every label equal: no model can beat the constant
+    return 1.0 - math.sqrt(sums.mean(sums.squared_error) / variance)
+
+
+class RatingRmseGainOverMean(_RatingMetric):
+    DEFAULT_NAME = RMSE_GAIN_OVER_MEAN_NAME
+    STATISTIC = staticmethod(rmse_gain_over_mean)
+
+
 RATING_METRICS = (
     RatingExampleCount,
     RatingMeanSquaredError,
@@ -191,6 +213,7 @@ RATING_METRICS = (
     RatingMeanAbsoluteError,
     RatingMeanLabel,
     RatingMeanPrediction,
+    RatingRmseGainOverMean,
 )
 for _metric in RATING_METRICS:
     metric_types.register_metric(_metric)

@@ -46,6 +46,10 @@ def _run(metric):
         (metrics.RatingMeanAbsoluteError(), np.mean(np.abs(LABELS - PREDICTIONS))),
         (metrics.RatingMeanLabel(), LABELS.mean()),
         (metrics.RatingMeanPrediction(), PREDICTIONS.mean()),
+        (
+            metrics.RatingRmseGainOverMean(),
+            1 - math.sqrt(np.mean((LABELS - PREDICTIONS) ** 2)) / LABELS.std(),
+        ),
     ],
 )
 def test_each_metric_matches_its_formula(metric, expected):
@@ -65,6 +69,7 @@ def test_metrics_report_under_tfma_names_and_are_not_shadowed_by_tfma():
         "mean_absolute_error",
         "mean_label",
         "mean_prediction",
+        "rmse_gain_over_mean",
     ]
 
 
@@ -79,3 +84,15 @@ def test_an_empty_slice_is_nan_not_an_error():
     sums = shared.combiner.extract_output(shared.combiner.create_accumulator())
     (value,) = derived.result(sums).values()
     assert math.isnan(value)
+
+
+def test_a_constant_prediction_gains_nothing_over_the_mean():
+    sums = metrics.RatingSums()
+    for label in LABELS:
+        sums.add(label, LABELS.mean(), 1.0)
+    assert metrics.rmse_gain_over_mean(sums) == pytest.approx(0.0, abs=1e-9)
+    # Any other constant is worse than the mean: a negative gain.
+    other = metrics.RatingSums()
+    for label in LABELS:
+        other.add(label, 3.57, 1.0)
+    assert metrics.rmse_gain_over_mean(other) < 0

@@ -91,10 +91,16 @@ def push(model_path: str, base_directory: str) -> tuple[str, str]:
     fileio.makedirs(base_directory)
     remove_leftovers(base_directory)
     staging = os.path.join(base_directory, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
+    if "://" in base_directory:
+        # Object stores rename by copying each object: the copy goes straight
+        # to its version, saved_model.pb last, which servers wait for.
+        staging = os.path.join(base_directory, str(next_version(base_directory)))
     try:
         copy_model(model_path, staging)
         if not is_complete_version(staging):
             raise PushError(f"the copy of {model_path} in {staging} is not a complete SavedModel")
+        if "://" in base_directory:
+            return staging, os.path.basename(staging)
         version = next_version(base_directory)
         while True:
             destination = os.path.join(base_directory, str(version))

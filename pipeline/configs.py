@@ -55,6 +55,11 @@ class EvalSettings:
         model still blessed. A retrain on the same data lands within a few
         thousandths of the previous RMSE, so a zero tolerance would reject
         equally good models by noise.
+      min_gain_over_mean: least relative RMSE gain over predicting the eval
+        split's mean rating (``1 - RMSE / std of the ratings``) a blessed model
+        must show. An untrained or collapsed model predicts a constant and
+        gains about 0, whatever the absolute bound allows; a trained model on
+        MovieLens gains well over a tenth.
       slicing_features: transformed features the Evaluator slices the eval
         split on, each on its own, besides the overall slice. The thresholds
         apply to the overall slice only; slices are for analysis.
@@ -62,6 +67,7 @@ class EvalSettings:
 
     rmse_upper_bound: float = 1.2
     rmse_max_increase: float = 0.01
+    min_gain_over_mean: float = 0.02
     slicing_features: Tuple[str, ...] = features.SLICING_FEATURES
 
 

@@ -42,6 +42,9 @@ from pipeline import configs
 # The rating metrics share one pass over the examples (components/metrics.py).
 _PER_SLICE_METRICS = tuple((metric.__name__, metrics.__name__) for metric in metrics.RATING_METRICS)
 _BLESSING_METRIC = metrics.RatingRootMeanSquaredError.__name__
+# Blessing also needs a gain over the constant predictor: no absolute RMSE
+# bound fits every data set, and an untrained model passes a loose one.
+_GAIN_METRIC = metrics.RatingRmseGainOverMean.__name__
 
 
 def eval_config(
@@ -76,6 +79,17 @@ def eval_config(
             metric.per_slice_thresholds.append(
                 tfma.PerSliceMetricThreshold(
                     slicing_specs=[tfma.SlicingSpec()], threshold=rmse_threshold
+                )
+            )
+        if with_thresholds and class_name == _GAIN_METRIC:
+            metric.per_slice_thresholds.append(
+                tfma.PerSliceMetricThreshold(
+                    slicing_specs=[tfma.SlicingSpec()],
+                    threshold=tfma.MetricThreshold(
+                        value_threshold=tfma.GenericValueThreshold(
+                            lower_bound={"value": settings.min_gain_over_mean}
+                        )
+                    ),
                 )
             )
         metric_configs.append(metric)

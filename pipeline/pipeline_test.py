@@ -107,6 +107,10 @@ def test_eval_config_carries_the_thresholds():
     assert threshold.value_threshold.upper_bound.value == 0.97
     assert threshold.change_threshold.absolute.value == 0.02
     assert eval_config.model_specs[0].label_key == "rating"
+    # An untrained model (a constant prediction) cannot pass, whatever the bound.
+    (gain,) = by_name["RatingRmseGainOverMean"].per_slice_thresholds
+    assert list(gain.slicing_specs) == [tfma.SlicingSpec()]
+    assert gain.threshold.value_threshold.lower_bound.value == settings.min_gain_over_mean > 0
 
 
 def test_eval_config_slices_on_the_configured_transformed_features():

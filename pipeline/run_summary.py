@@ -15,6 +15,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import metrics
 from components import serving_check
 from trainer import model_config
 from trainer import task as trainer_task
@@ -216,10 +217,13 @@ def validation_failures(validation) -> List[str]:
                 name += " on slice " + ", ".join(
                     f"{k.column}={getattr(k, k.WhichOneof('kind'))}" for k in slice_keys
                 )
-            lines.append(
+            line = (
                 f"{name}: {failure.metric_value.double_value.value:.4f} "
                 f"fails {_threshold_text(failure.metric_threshold)}"
             )
+            if key.name == metrics.RMSE_GAIN_OVER_MEAN_NAME:
+                line += " (no better than predicting the mean rating: is the model trained?)"
+            lines.append(line)
     if validation.missing_thresholds:
         lines.append("no thresholds configured: nothing to bless against")
     for spec in validation.missing_slices:

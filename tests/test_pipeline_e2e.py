@@ -3,10 +3,14 @@
 import glob
 import os
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from components import serving_check
 from conftest import run_local_runner, serialized_examples, write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
@@ -69,6 +73,39 @@ def test_pushed_model_rates_known_and_unknown_ids(pipeline_run):
     assert predicted.shape == (len(pairs),)
     assert np.all(np.isfinite(predicted))
     assert np.all((predicted >= 0) & (predicted <= 5))
+    # The TF1 loading path of TF Serving and Vertex AI gives the same ratings.
+    as_served = serving_check.predict_as_a_server(
+        os.path.dirname(pushed[0]), list(serialized_examples(pairs).numpy())
+    )
+    np.testing.assert_allclose(as_served, predicted, atol=1e-5, rtol=0)
+
+
+def test_saved_model_cli_run_rates_a_pair_from_the_pushed_model(pipeline_run):
+    work, ratings, result, _ = pipeline_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    (pushed,) = glob.glob(str(work / "out" / "serving_model" / "*" / "*"))
+    user, movie = ratings.user_ids[0], ratings.movie_ids[0]
+    cli = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "saved_model_cli"),
+            "run",
+            "--dir",
+            pushed,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--input_examples",
+            f'examples=[{{"user_id":[b"{user}"],"movie_id":[b"{movie}"]}}]',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    rating = float(cli.stdout.split("Result for output key rating:")[1].strip().strip("[]"))
+    assert 0.5 <= rating <= 5
 
 
 def test_evaluator_wrote_the_metrics(pipeline_run):
@@ -145,3 +182,30 @@ def test_a_worse_model_is_not_blessed_and_the_pushed_one_stays(pipeline_run):
     assert "Not pushed" in second.stdout
     assert _pushed_versions(work / "out") == before
     assert saved_model.read_bytes() == saved_bytes
+
+
+def test_an_untrained_model_is_not_blessed_whatever_the_absolute_bound(pipeline_run):
+    """A learning rate that moves nothing: the model predicts about the mean rating.
+
+    A fresh output root, so no earlier model to compare with: only the gain
+    over the mean can hold it back.
+    """
+    work, _, first, tmp = pipeline_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    untrained = run_local_runner(
+        "--data",
+        work / "ratings.csv",
+        "--output-root",
+        work / "untrained",
+        "--epochs",
+        1,
+        "--model-settings",
+        '{"learning_rate": 1e-12}',
+        "--rmse-upper-bound",
+        10,
+        env=dict(os.environ, TMPDIR=str(tmp)),
+    )
+    assert untrained.returncode == 3, untrained.stdout[-3000:] + untrained.stderr[-3000:]
+    reasons = untrained.stdout.split("NOT blessed")[1]
+    assert "rmse_gain_over_mean" in reasons and "predicting the mean rating" in reasons
+    assert not list((work / "untrained" / "serving_model").glob("*/*"))
