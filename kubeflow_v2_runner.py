@@ -314,7 +314,11 @@ def submit(args: argparse.Namespace, config: configs.PipelineConfig) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = build_config(args)
+    try:
+        config = build_config(args)
+    except ValueError as e:  # a model setting out of range, named in one line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     compile_pipeline(config, args.image, args.output_file)
     print(f"Wrote {args.output_file}")
     print(f"  image:         {args.image}")

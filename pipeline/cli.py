@@ -82,18 +82,40 @@ def add_evaluation_arguments(parser) -> None:
 
 
 def model_from_args(args: argparse.Namespace) -> model_config.ModelConfig:
-    model = model_config.preset(args.model)
+    """The preset with the flags' overrides, every setting checked.
+
+    Raises:
+      ValueError: one line naming the flag, the setting and what it allows,
+        e.g. ``--model-settings: batch_size must be an integer >= 1, got 0``
+        or ``--user-embedding: unknown key 'bukets' for type qr (known: ...)``.
+    """
+    try:
+        model = model_config.preset(args.model)
+    except ValueError as error:
+        raise ValueError(f"--model: {error}") from None
+    # Which flag set each field, so an error names the flag the user typed.
+    overrides, flag_of = {}, {}
     if args.epochs:
-        model = model.replace(epochs=args.epochs)
-    if args.user_embedding:
-        model = model.replace(user_embedding=args.user_embedding)
-    if args.movie_embedding:
-        model = model.replace(movie_embedding=args.movie_embedding)
-    if args.model_settings:
+        overrides["epochs"], flag_of["epochs"] = args.epochs, "--epochs"
+    for field in ("user_embedding", "movie_embedding"):
+        if getattr(args, field):
+            overrides[field] = getattr(args, field)
+            flag_of[field] = "--" + field.replace("_", "-")
+    for field, value in (args.model_settings or {}).items():
+        overrides[field], flag_of[field] = value, "--model-settings"
+    if not overrides:
+        return model
+    try:
         # Through from_dict, so a misspelt setting is an error naming the known ones.
-        settings = {**dataclasses.asdict(model), **args.model_settings}
-        model = model_config.ModelConfig.from_dict(settings)
-    return model
+        return model_config.ModelConfig.from_dict({**dataclasses.asdict(model), **overrides})
+    except model_config.SettingError as error:
+        flag = flag_of.get(error.setting)
+        if flag is None:  # a preset value that no longer fits what a flag changed
+            flag = "--model-settings" if args.model_settings else f"--model {args.model}"
+            raise ValueError(f"{flag}: {error}") from None
+        if flag == "--model-settings":
+            raise ValueError(f"{flag}: {error}") from None
+        raise ValueError(f"{flag}: {error.detail}") from None
 
 
 def evaluation_from_args(args: argparse.Namespace) -> configs.EvalSettings:

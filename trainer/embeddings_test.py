@@ -8,8 +8,11 @@ from keras import ops
 import numpy as np
 import pytest
 
+from components import features
 from trainer import embeddings
 from trainer import md_embedding as md
+from trainer import model as model_lib
+from trainer import model_config
 from trainer import qr_embedding as qr
 from trainer.embeddings import build_embedding
 from trainer.embeddings import embedding_memory_report
@@ -399,3 +402,111 @@ def test_factory_model_save_load_round_trip(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(before, loaded.predict(ids, verbose=0))
+
+
+# --- what the vocabulary cannot hold ------------------------------------------
+
+
+def test_spec_constants_match_the_layers():
+    # embeddings.py keeps copies so that checking a spec needs no Keras import.
+    assert embeddings.QR_OPERATIONS == qr.OPERATIONS
+    assert embeddings.MD_PROJECTIONS == md.PROJECTIONS
+
+
+@pytest.mark.parametrize("preset", sorted(model_config.PRESETS))
+@pytest.mark.parametrize("user_counts, movie_counts", [([5], [5]), ([3, 2], [1]), ([1], [4, 1])])
+def test_every_preset_builds_and_predicts_on_a_vocabulary_of_one_or_two(
+    preset, user_counts, movie_counts
+):
+    """1 user, 1 movie or a handful of ratings: techniques shrink to what fits."""
+    config = model_config.PRESETS[preset]
+    model = model_lib.build_model(config, user_counts, movie_counts, mean_rating=3.0)
+    ids = {
+        features.USER_INDEX: np.array([[0], [len(user_counts)]]),  # a known id and the OOV row
+        features.MOVIE_INDEX: np.array([[0], [len(movie_counts)]]),
+    }
+    predictions = model.predict(ids, verbose=0)
+    assert predictions.shape == (2, 1) and np.isfinite(predictions).all()
+    report = embedding_memory_report(model_lib.embedding_layers(model), config.embedding_dim)
+    for feature, counts in ((features.USER_ID, user_counts), (features.MOVIE_ID, movie_counts)):
+        assert report["features"][feature]["input_dim"] == len(counts) + features.NUM_OOV_BUCKETS
+
+
+def test_default_preset_on_one_id_uses_one_block_and_says_so(caplog):
+    spec = model_config.PRESETS[model_config.DEFAULT_MODEL].user_embedding
+    with caplog.at_level("WARNING", logger="trainer.embeddings"):
+        layer = _built(build_embedding(spec, [7], 1, 16, "user_embedding"))
+    assert isinstance(layer, MDEmbedding) and layer.block_offsets == [0, 2]
+    note = "4 MD blocks asked for, but the vocabulary has 1 id: 1 block"
+    assert layer.adaptations == (note,)
+    assert f"user_embedding: {note}" in caplog.text
+    report = embedding_memory_report({"user_id": layer}, 16)
+    assert report["features"]["user_id"]["adaptations"] == [note]
+
+
+def test_more_md_blocks_than_ids_gives_one_block_per_id():
+    counts = [50, 30, 10]
+    layer = _built(build_embedding({"type": "md", "blocks": 5000}, counts, 1, 8, "f"))
+    assert layer.num_blocks == 3 and layer.input_dim == 4
+    assert (
+        "5000 MD blocks asked for, but the vocabulary has 3 ids: 3 blocks" in layer.adaptations[0]
+    )
+    # Explicit dims keep their head; fractions merge their tail.
+    spec = {"type": "md", "block_fractions": [0.25, 0.25, 0.25, 0.25], "dims": [8, 4, 2, 1]}
+    layer = _built(build_embedding(spec, [5, 1], 1, 8, "f"))
+    assert layer.block_dims == [8, 4] and layer.block_offsets == [0, 1, 3]
+
+
+def test_md_tail_qr_too_small_for_its_block_is_a_plain_block():
+    spec = {"type": "md", "blocks": 2, "dims": [4, 2], "tail_qr": {"operation": "mult"}}
+    layer = _built(build_embedding(spec, [10, 1], 1, 4, "f"))
+    assert layer.tail_qr is None and "tail_qr:" in layer.adaptations[0]
+    assert "the last MD block is a plain table" in layer.adaptations[0]
+
+
+@pytest.mark.parametrize(
+    "spec, vocab",
+    [
+        ({"type": "qr"}, 1),
+        ({"type": "qr", "compression": 4.0, "operation": "concat"}, 1),
+        ({"type": "qr", "num_buckets": 5000}, 943),
+    ],
+)
+def test_qr_table_no_smaller_than_a_plain_one_becomes_plain(spec, vocab):
+    layer = _built(build_embedding(spec, [1] * vocab, 1, 8, "movie_embedding"))
+    assert type(layer) is keras.layers.Embedding and layer.input_dim == vocab + 1
+    assert (
+        "too few for QR" in layer.adaptations[0] and "a plain table is used" in layer.adaptations[0]
+    )
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        (
+            {"type": "md", "block_sizes": [2, 4]},
+            "user_embedding: block_sizes [2, 4] sum to 6, but the table has 8 rows "
+            "(7 ids + 1 OOV): they must sum to 7 or 8",
+        ),
+        (
+            {"type": "qr", "num_buckets": 2},
+            "user_embedding: num_buckets=2 with num_partitions=2 gives 4 distinct QR rows, "
+            "fewer than the table's 8 rows (7 ids + 1 OOV), so ids would collide: use "
+            "num_buckets >= 3 or leave it unset",
+        ),
+        (
+            {"type": "md", "blocks": 2, "param_budget": 5},
+            "user_embedding: param_budget=5 is too small",
+        ),
+    ],
+)
+def test_what_the_vocabulary_cannot_honour_is_one_line_naming_the_table(spec, fragment):
+    with pytest.raises(embeddings.SpecVocabularyError) as caught:
+        build_embedding(spec, SMALL_COUNTS, 1, 16, "user_embedding")
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_spec_error_names_the_table():
+    with pytest.raises(embeddings.SpecError, match=r"^user_embedding: unknown key 'bukets'"):
+        build_embedding({"type": "qr", "bukets": 3}, SMALL_COUNTS, 1, 16, "user_embedding")

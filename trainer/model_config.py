@@ -7,10 +7,50 @@ stores ``custom_config`` as JSON in ML Metadata.
 
 import dataclasses
 import json
+import math
+import numbers
 from typing import Any, Dict, Optional
+
+from trainer import embeddings
 
 # How a score becomes a rating; see ModelConfig.rating_head.
 RATING_HEADS = ("sigmoid", "linear")
+
+# numpy's seeds are 32-bit.
+_MAX_SEED = 2**32 - 1
+
+
+class SettingError(ValueError):
+    """A model setting out of its type or range; ``setting`` names the field.
+
+    The message is one line: ``batch_size must be an integer >= 1, got 0``, or
+    ``user_embedding: unknown key ...`` for a table spec, whose ``detail`` is
+    the spec's own message (what the runners print after the flag that set it).
+    """
+
+    def __init__(self, setting: str, message: str, detail: Optional[str] = None):
+        super().__init__(message)
+        self.setting = setting
+        self.detail = message if detail is None else detail
+
+
+def _shown(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,18 +133,105 @@ class ModelConfig:
     seed: int = 42
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks every setting's type and range, and the table specs' keys.
+
+        Runs on construction, so a preset, a ``replace`` and ``from_dict``
+        (the runners' ``--model-settings``, the Trainer's ``custom_config``)
+        are all checked before anything is built. What depends on the data
+        (a table larger than the vocabulary allows) is settled by
+        ``trainer.embeddings.build_embedding`` in the Trainer.
+
+        Raises:
+          SettingError: naming the setting and what it allows, in one line.
+        """
+
+        def fail(name: str, allowed: str):
+            raise SettingError(name, f"{name} must be {allowed}, got {_shown(getattr(self, name))}")
+
+        def integer(name: str, low: int, high: Optional[int] = None):
+            value = getattr(self, name)
+            if not _is_int(value) or value < low or (high is not None and value > high):
+                fail(
+                    name,
+                    f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]",
+                )
+
+        def number(name: str, low: Optional[float], inclusive=True, optional=False):
+            value = getattr(self, name)
+            if value is None and optional:
+                return
+            if not _is_number(value) or (
+                low is not None and (value < low or (value == low and not inclusive))
+            ):
+                allowed = (
+                    "a finite number"
+                    if low is None
+                    else (f"a number {'>=' if inclusive else '>'} {low:g}")
+                )
+                fail(name, allowed + (" or null" if optional else ""))
+
+        def boolean(name: str):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "true or false")
+
+        if not isinstance(self.name, str) or not self.name:
+            fail("name", "a non-empty string")
+        integer("embedding_dim", 1)
+        for name in ("use_biases", "init_at_mean_rating", "input_in_memory"):
+            boolean(name)
+        for name in ("l2", "l2_per_id", "bias_l2_per_id", "weight_decay"):
+            number(name, 0)
+        number("bias_l2", 0, optional=True)
         if self.rating_head not in RATING_HEADS:
-            raise ValueError(f"rating_head must be one of {RATING_HEADS}, got {self.rating_head!r}")
+            fail("rating_head", "one of " + ", ".join(_shown(h) for h in RATING_HEADS))
+        number("min_rating", None)
+        number("max_rating", None)
+        if not self.min_rating < self.max_rating:
+            raise SettingError(
+                "max_rating",
+                f"min_rating must be below max_rating, got {self.min_rating:g} and "
+                f"{self.max_rating:g}",
+            )
+        initializer = self.embeddings_initializer
+        if not (initializer is None or isinstance(initializer, (str, dict))):
+            fail(
+                "embeddings_initializer",
+                'a Keras initializer name, a {"class_name": ...} object or null',
+            )
+        number("learning_rate", 0, inclusive=False)
+        value = self.adam_beta_2
+        if not _is_number(value) or not 0 <= value < 1:
+            fail("adam_beta_2", "a number in [0, 1)")
+        number("adam_epsilon", 0, inclusive=False)
+        integer("batch_size", 1)
+        integer("epochs", 1)
+        integer("early_stopping_patience", 0)
+        integer("shuffle_buffer", 1)
+        integer("seed", 0, _MAX_SEED)
+        for name in ("user_embedding", "movie_embedding"):
+            try:
+                embeddings.validate_spec(getattr(self, name), self.embedding_dim)
+            except embeddings.SpecError as error:
+                raise SettingError(name, f"{name}: {error}", detail=str(error)) from None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """The config from JSON-like values; every setting is checked (``validate``)."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = [name for name in values if name not in known]
         if unknown:
-            raise ValueError(f"Unknown model setting(s) {unknown}; known: {sorted(known)}")
+            names = ", ".join(repr(name) for name in unknown)
+            raise SettingError(
+                unknown[0],
+                f"unknown setting{'s' if len(unknown) > 1 else ''} {names} "
+                f"(known: {', '.join(known)})",
+            )
         return cls(**values)
 
     def replace(self, **changes) -> "ModelConfig":
