@@ -47,9 +47,16 @@ METRICS = (
     "mean_label",
     "mean_prediction",
 )
+# Slice values as tfma.load_eval_result gives them: Transform emits the blocks
+# and quartiles by name (str here), the rating value stays numeric.
 EXPECTED_SLICE_VALUES = {
-    features.MOVIE_POPULARITY_BLOCK: [0, 1, 2],
-    features.USER_ACTIVITY_QUARTILE: [0, 1, 2, 3],
+    features.MOVIE_POPULARITY_BLOCK: ["head", "torso", "tail"],
+    features.USER_ACTIVITY_QUARTILE: [
+        "most active 25%",
+        "second 25%",
+        "third 25%",
+        "least active 25%",
+    ],
     features.LABEL: [1.0, 2.0, 3.0, 4.0, 5.0],
 }
 
@@ -182,6 +189,51 @@ def test_both_evaluators_wrote_every_slice_with_every_metric(good):
             assert 0 <= values["mean_prediction"] <= 5
             if slice_key and slice_key[0][0] == features.LABEL:
                 assert values["mean_label"] == slice_key[0][1]
+
+
+def test_tfma_slice_keys_hold_the_slice_names(good):
+    named = (features.MOVIE_POPULARITY_BLOCK, features.USER_ACTIVITY_QUARTILE)
+    for node, uri in _evaluation_uris(good).items():
+        # What TFMA's notebook tools open: the loaded eval result's slice keys.
+        result = tfma.load_eval_result(uri, model_name=_candidate_name(node))
+        keys = [key for key, _ in result.slicing_metrics]
+        assert ((features.MOVIE_POPULARITY_BLOCK, "head"),) in keys, node
+        assert ((features.USER_ACTIVITY_QUARTILE, "least active 25%"),) in keys, node
+        for feature in named:
+            values = {key[0][1] for key in keys if key and key[0][0] == feature}
+            assert values == set(EXPECTED_SLICE_VALUES[feature]), (node, feature)
+            assert all(isinstance(value, str) for value in values), (node, feature)
+        # The metrics file TFMA wrote: names as bytes, the rating value as a number.
+        written = {}
+        for metrics in tfma.load_metrics(uri):
+            for single in metrics.slice_key.single_slice_keys:
+                written.setdefault(single.column, set()).add(single.WhichOneof("kind"))
+        assert written == {
+            features.MOVIE_POPULARITY_BLOCK: {"bytes_value"},
+            features.USER_ACTIVITY_QUARTILE: {"bytes_value"},
+            features.LABEL: {"float_value"},
+        }, node
+
+
+def test_the_report_lists_the_slices_by_name_in_order(good):
+    expected = ["overall"] + [
+        report.slice_label(feature, value)
+        for feature, values in EXPECTED_SLICE_VALUES.items()
+        for value in values
+    ]
+    assert expected[1:8] == [
+        "head",
+        "torso",
+        "tail",
+        "most active 25%",
+        "second 25%",
+        "third 25%",
+        "least active 25%",
+    ]
+    labels = read_page(good.page).labels
+    for node in _evaluation_uris(good):
+        assert [label for _, label in labels[node]] == expected, node
+        assert [item["label"] for item in good.evaluation(node)["slices"]] == expected, node
 
 
 def test_slice_counts_add_up_to_the_overall_count(good):
