@@ -124,7 +124,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         cli.model_from_args(args)  # a bad model setting stops before any data is written
+        if not args.output_root.strip():
+            # os.path.abspath("") is the current folder: everything would land there.
+            raise ValueError("--output-root: must name a folder, got an empty string")
         data_root = prepare_data(args)
+        # A small file can hash wholly into one split; Transform would fail on the other.
+        movielens.check_example_gen_splits(
+            os.path.join(data_root, "ratings.csv"),
+            [("train", configs.TRAIN_BUCKETS), ("eval", configs.EVAL_BUCKETS)],
+        )
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -26,6 +26,12 @@ verbatim. Ids are otherwise kept exactly as written (spaces and any Unicode
 included); only the rating has surrounding whitespace stripped before it is
 parsed as a number.
 
+Ids are kept as written or refused: a NUL byte anywhere is an error (pandas
+would end the id there), and so are ``normalized`` ids that ExampleGen's CSV
+type inference would not read as strings (all numbers, or ``NA``-like
+values it reads as missing). What is not a regular file (a FIFO, which would
+block), or is compressed, is refused before it is opened for reading.
+
 Duplicate (user, movie) rows are all kept: each is treated as an
 independent observation (the GroupLens files contain none).
 
@@ -40,10 +46,12 @@ import csv
 import dataclasses
 import filecmp
 import http.client
+import io
 import math
 import os
 import re
 import shutil
+import stat
 import tempfile
 import urllib.error
 import urllib.request
@@ -59,6 +67,11 @@ from tqdm import tqdm
 USER_PREFIX = "user_"
 MOVIE_PREFIX = "movie_"
 NORMALIZED_COLUMNS = ("user_id", "movie_id", "rating")
+
+# Fewest ratings a run can take: ExampleGen must put at least one in the
+# train split and one in eval (``check_example_gen_splits`` tells, for a
+# small file, whether its hash split does).
+MIN_RATINGS = 2
 
 # Large enough that pandas overhead is amortised, small enough that the
 # per-chunk Python string objects stay in the hundreds of megabytes on ML-25M.
@@ -233,22 +246,39 @@ class Ratings:
 def find_ratings_file(path: os.PathLike | str) -> tuple[Path, str]:
     """Return ``(file, format name)`` for a ratings file or a folder holding one.
 
-    A folder is searched for ``u.data``, ``ratings.dat`` and ``ratings.csv``, in
-    that order. A file is recognised by its name (``u.data``, ``*.base``,
-    ``*.test``, ``*.dat``, ``*.csv``); a CSV by its header.
+    A folder must hold exactly one of ``u.data``, ``ratings.dat`` and
+    ``ratings.csv``: with two, which one was meant is the user's call, so the
+    error asks for the file itself. A file is recognised by its name
+    (``u.data``, ``*.base``, ``*.test``, ``*.dat``, ``*.csv``); a CSV by its
+    header. Only regular files are read (a FIFO would block forever), and a
+    compressed file is refused with what to do, whatever its name.
     """
     path = Path(path)
     if path.is_dir():
-        for name in RATINGS_FILE_NAMES:
-            candidate = path / name
-            if candidate.is_file():
-                return candidate, _format_of_file(candidate)
+        present = [name for name in RATINGS_FILE_NAMES if os.path.lexists(path / name)]
+        if len(present) > 1:
+            raise RatingsFormatError(
+                path,
+                f"holds {' and '.join(present)}, more than one ratings file; pass the one "
+                f"to use (e.g. {path / present[0]}) instead of the folder",
+            )
+        if present:
+            candidate = path / present[0]
+            _check_regular_file(candidate)
+            return candidate, _format_of_file(candidate)
         nested = sorted(
             str(sub)
             for sub in path.iterdir()
             if sub.is_dir() and any((sub / n).is_file() for n in RATINGS_FILE_NAMES)
         )
         hint = f"; these subfolders have one: {', '.join(nested)}" if nested else ""
+        packed = sorted(
+            sub.name
+            for sub in path.iterdir()
+            if any(sub.name.startswith(name + ".") for name in RATINGS_FILE_NAMES)
+        )
+        if packed:
+            hint += f"; found {', '.join(packed)}: decompress it first"
         raise FileNotFoundError(
             f"{path}: no ratings file in this folder "
             f"(looked for {', '.join(RATINGS_FILE_NAMES)}){hint}"
@@ -258,7 +288,53 @@ def find_ratings_file(path: os.PathLike | str) -> tuple[Path, str]:
             f"{path}: no such file or folder (expected a MovieLens folder or a ratings file: "
             f"{', '.join(RATINGS_FILE_NAMES)} or a CSV with header user_id,movie_id,rating)"
         )
+    _check_regular_file(path)
     return path, _format_of_file(path)
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+# Leading bytes of compressed files: (magic, what it is, what to do).
+_COMPRESSED = (
+    (b"\x1f\x8b", "compressed (gzip)", "decompress it first (gunzip)"),
+    (b"PK\x03\x04", "a zip archive", "unzip it and pass the folder or ratings file inside"),
+    (
+        b"PK\x05\x06",
+        "an (empty) zip archive",
+        "unzip it and pass the folder or ratings file inside",
+    ),
+    (b"\xfd7zXZ\x00", "compressed (xz)", "decompress it first (unxz)"),
+    (b"\x28\xb5\x2f\xfd", "compressed (zstd)", "decompress it first (unzstd)"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7z archive", "unpack it and pass the ratings file inside"),
+)
+_BZIP2 = re.compile(rb"BZh[1-9]1AY&SY")
+
+
+def _check_regular_file(path: Path) -> None:
+    """Refuses what is not a plain, uncompressed file, before anything opens it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise FileNotFoundError(f"{path}: cannot read it ({error.strerror})") from None
+    for is_kind, kind in _SPECIAL_FILES:
+        if is_kind(mode):
+            raise RatingsFormatError(
+                path, f"is {kind}, not a regular file; save the ratings to a file and pass that"
+            )
+    if not stat.S_ISREG(mode):
+        raise RatingsFormatError(path, "is not a regular file; pass a ratings file or a folder")
+    with open(path, "rb") as handle:
+        start = handle.read(16)
+    for magic, kind, fix in _COMPRESSED:
+        if start.startswith(magic):
+            raise RatingsFormatError(path, f"is {kind}; {fix}")
+    if _BZIP2.match(start):
+        raise RatingsFormatError(path, "is compressed (bzip2); decompress it first (bunzip2)")
 
 
 def _format_of_file(path: Path) -> str:
@@ -310,6 +386,8 @@ def _read_header(path: Path) -> tuple[int, list[str]]:
             for record in reader:
                 if not _is_blank_record(record):
                     return reader.line_num, [name.strip() for name in record]
+    except csv.Error as error:  # Python 3.10's csv refuses NUL bytes
+        raise RatingsFormatError(path, f"cannot read the header ({error})", line=1) from None
     except UnicodeDecodeError:
         raise RatingsFormatError(
             path, "is not UTF-8 text", line=_first_undecodable_line(path)
@@ -329,6 +407,62 @@ def _first_undecodable_line(path: Path) -> int | None:
                 raw.decode("utf-8")
             except UnicodeDecodeError:
                 return number
+    return None
+
+
+def _check_no_nul(path: Path, spec: RatingsFormat) -> None:
+    """Refuses a NUL byte anywhere, naming its line and field.
+
+    pandas' parser ends a field at a NUL, so ``x\\0a`` and ``x\\0b`` would both
+    be read as ``x``; ids are kept as written or refused.
+    """
+    at, offset = None, 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_NUL_SCAN_BYTES):
+            found = chunk.find(b"\0")
+            if found >= 0:
+                at = offset + found
+                break
+            offset += len(chunk)
+    if at is None:
+        return
+    line, line_start, position = 1, 0, 0
+    with open(path, "rb") as handle:
+        while position < at:
+            chunk = handle.read(min(_NUL_SCAN_BYTES, at - position))
+            if chunk.count(b"\n"):
+                line += chunk.count(b"\n")
+                line_start = position + chunk.rindex(b"\n") + 1
+            position += len(chunk)
+        handle.seek(line_start)
+        text = handle.readline().decode("utf-8", "replace").rstrip("\r\n").lstrip("\ufeff")
+    field = _field_at(path, spec, text)
+    raise RatingsFormatError(
+        path,
+        "contains a NUL byte (\\0): remove it (ids are kept exactly as written, and a NUL "
+        "would cut one short)",
+        line=line,
+        field=field,
+    )
+
+
+_NUL_SCAN_BYTES = 1 << 24
+
+
+def _field_at(path: Path, spec: RatingsFormat, line_text: str) -> str | None:
+    """The column name of the first field holding a NUL in ``line_text``."""
+    marked = line_text.replace("\0", "\ufffe")
+    if spec.has_header:
+        fields = next(csv.reader([marked]), [])
+        try:
+            _, names = _read_header(path)
+        except csv.Error:  # the NUL is in the header itself
+            return None
+    else:
+        fields, names = marked.split(spec.delimiter), list(spec.columns)
+    for position, value in enumerate(fields):
+        if "\ufffe" in value and position < len(names):
+            return names[position]
     return None
 
 
@@ -363,7 +497,10 @@ def _parse_rating(text: str, scale: RatingScale) -> float:
         raise _BadField(f"rating {stripped!r} is infinite")
     problem = scale.problem_with(value)
     if problem:
-        raise _BadField(f"{problem} (pass rating_scale=(low, high) to accept other values)")
+        hint = "fix or remove the row; ratings on another scale must be rescaled to this one"
+        if scale.step == 1:
+            hint += " (a user_id,movie_id,rating CSV takes half stars, 0.5..5)"
+        raise _BadField(f"{problem}: {hint}")
     return value
 
 
@@ -400,6 +537,7 @@ def read_ratings(
     spec = FORMATS[name]
     scale = spec.scale if rating_scale is None else RatingScale(*map(float, rating_scale))
     _check_not_empty(file_path, spec.description)
+    _check_no_nul(file_path, spec)
     try:
         return _read_vectorised(file_path, spec, scale)
     except _NeedsCarefulPass:
@@ -425,6 +563,9 @@ class _Vocabulary:
         )
         return global_codes[local_codes]
 
+    def texts(self) -> list[str]:
+        return list(self._codes)
+
     def ids(self, codes: np.ndarray, prefix: str) -> np.ndarray:
         strings = np.empty(len(self._codes), dtype=object)
         strings[:] = [prefix + text for text in self._codes]
@@ -440,6 +581,9 @@ def _assemble(
     path: Path,
     spec: RatingsFormat,
 ) -> Ratings:
+    if not spec.prefix_ids:
+        for vocabulary, column in zip((users, movies), spec.columns):
+            _check_ids_stay_strings(vocabulary.texts(), column, path)
     return Ratings(
         user_ids=users.ids(user_codes, USER_PREFIX if spec.prefix_ids else ""),
         movie_ids=movies.ids(movie_codes, MOVIE_PREFIX if spec.prefix_ids else ""),
@@ -447,6 +591,54 @@ def _assemble(
         source=str(path),
         format=spec.name,
     )
+
+
+# How ExampleGen (components/arrow_csv_example_gen.py) reads the CSV handed
+# to it: Arrow infers each column's type, and reads these cells as missing.
+_EXAMPLE_GEN_CONVERT_OPTIONS = dict(strings_can_be_null=True, timestamp_parsers=[])
+_ARROW_TYPE_NAMES = {"int64": "integers", "double": "numbers", "bool": "true/false values"}
+
+
+def _check_ids_stay_strings(texts: list[str], column: str, path: Path) -> None:
+    """Refuses ids that ExampleGen's type inference would not read as strings.
+
+    A ``user_id,movie_id,rating`` file's ids go to ExampleGen verbatim. If all
+    of a column's ids look like numbers, Arrow types the column as numbers and
+    the raw schema (strings) rejects it after ExampleGen and StatisticsGen
+    ran; an id such as ``NA`` or ``null`` would arrive as a missing value.
+    """
+    import pyarrow as pa  # pylint: disable=g-import-not-at-top
+    import pyarrow.csv as pa_csv  # pylint: disable=g-import-not-at-top
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")  # quoted as write_normalized_csv quotes
+    writer.writerow([column])
+    writer.writerows([text] for text in texts)
+    data = buffer.getvalue().encode("utf-8")
+    values = pa_csv.read_csv(
+        io.BytesIO(data),
+        read_options=pa_csv.ReadOptions(block_size=max(len(data), 1 << 20)),
+        convert_options=pa_csv.ConvertOptions(**_EXAMPLE_GEN_CONVERT_OPTIONS),
+    ).column(0)
+    if not pa.types.is_string(values.type):
+        kind = _ARROW_TYPE_NAMES.get(str(values.type), f"{values.type} values")
+        raise RatingsFormatError(
+            path,
+            f"ExampleGen's CSV reader would type this column as {kind} (every id looks like "
+            f"one, e.g. {texts[0]!r}), not as the strings the schema expects; "
+            f"write the ids with a prefix (e.g. {column.removesuffix('_id')}_{texts[0]}), or "
+            "give the file the GroupLens header userId,movieId,rating,timestamp, whose ids "
+            "are read as user_<id> and movie_<id>",
+            field=column,
+        )
+    if values.null_count:
+        missing = texts[values.to_pylist().index(None)]
+        raise RatingsFormatError(
+            path,
+            f"the id {missing!r} would reach ExampleGen as a missing value (its CSV reader takes "
+            "NA, null, NaN, N/A and the like for no value); rename it",
+            field=column,
+        )
 
 
 def _column_positions(path: Path, spec: RatingsFormat) -> tuple[int, int, int, int]:
@@ -672,6 +864,82 @@ def write_normalized_csv(ratings: Ratings, path: os.PathLike | str) -> Path:
         Path(temp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+# Files with more rows than this are not split-checked: with n distinct rows
+# the chance that one of an 85/15 hash split's sides is empty is below
+# 0.85 ** n, 1e-70 for 1,000.
+SPLIT_CHECK_MAX_ROWS = 1000
+
+
+class TooFewRatingsError(ValueError):
+    """The ratings would leave ExampleGen's train or eval split empty."""
+
+
+def example_gen_split_sizes(
+    path: os.PathLike | str, split_buckets: Sequence[tuple[str, int]]
+) -> dict[str, int] | None:
+    """Rows per split as ExampleGen's hash split will cut a CSV written here.
+
+    ``components/arrow_csv_example_gen.py`` sends a row to the split of
+    ``farmhash64(its cells as Arrow text, joined by \\x1f) % total buckets``;
+    this does the same without TensorFlow. Returns None, reading at most
+    ``SPLIT_CHECK_MAX_ROWS`` lines, for a larger file.
+
+    Args:
+      path: a CSV written by ``write_normalized_csv``.
+      split_buckets: ``[(split name, hash buckets), ...]`` in ExampleGen's
+        order, e.g. ``[("train", 17), ("eval", 3)]``.
+    """
+    import farmhash  # pylint: disable=g-import-not-at-top
+    import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
+    import pyarrow.csv as pa_csv  # pylint: disable=g-import-not-at-top
+    import pyarrow as pa  # pylint: disable=g-import-not-at-top
+
+    with open(path, "rb") as handle:
+        lines = [line for _, line in zip(range(SPLIT_CHECK_MAX_ROWS + 2), handle)]
+    if len(lines) > SPLIT_CHECK_MAX_ROWS + 1:
+        return None
+    table = pa_csv.read_csv(
+        io.BytesIO(b"".join(lines)),
+        convert_options=pa_csv.ConvertOptions(**_EXAMPLE_GEN_CONVERT_OPTIONS),
+    )
+    names = [name for name, _ in split_buckets]
+    sizes = dict.fromkeys(names, 0)
+    if table.num_rows == 0:
+        return sizes
+    # arrow_csv_example_gen.row_keys, on the whole table.
+    cells = [pc.fill_null(column.cast(pa.string()), "") for column in table.columns]
+    keys = pc.binary_join_element_wise(*cells, "\x1f").to_pylist()
+    edges = np.cumsum([buckets for _, buckets in split_buckets])
+    buckets = np.array([farmhash.fingerprint64(key) % int(edges[-1]) for key in keys])
+    for split in np.searchsorted(edges, buckets, side="right"):
+        sizes[names[split]] += 1
+    return sizes
+
+
+def check_example_gen_splits(
+    path: os.PathLike | str, split_buckets: Sequence[tuple[str, int]]
+) -> None:
+    """Raises ``TooFewRatingsError`` when a split of the CSV would be empty.
+
+    ExampleGen assigns each row by a hash of its content, so a small file
+    can land wholly in one split, and Transform or the Trainer then fails on
+    the other ("No examples in ...Split-eval"). Only files of at most
+    ``SPLIT_CHECK_MAX_ROWS`` rows are read.
+    """
+    sizes = example_gen_split_sizes(path, split_buckets)
+    if sizes is None or all(sizes.values()):
+        return
+    total = sum(sizes.values())
+    empty = [name for name, size in sizes.items() if not size]
+    shares = ", ".join(f"{name} {buckets}" for name, buckets in split_buckets)
+    raise TooFewRatingsError(
+        f"too few ratings to split into {' and '.join(name for name, _ in split_buckets)}: "
+        f"ExampleGen splits rows by a hash of their content ({shares} buckets) and none of "
+        f"these {total} lands in {' or '.join(empty)}; add ratings (at least {MIN_RATINGS} "
+        "different rows; from 30 on, an empty split has under 1% chance)"
+    )
 
 
 def _apply_default_permissions(path: Path) -> None:

@@ -1,6 +1,8 @@
 """Tests for reading, writing and downloading MovieLens ratings."""
 
 import os
+import re
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -109,10 +111,10 @@ def test_reads_normalized_csv_any_column_order_extra_columns_ignored(tmp_path):
     assert ratings.ratings.tolist() == [4.5, 2.0]
 
 
-def test_find_ratings_file_prefers_u_data_and_names_the_format(tmp_path):
+def test_find_ratings_file_names_the_file_and_its_format(tmp_path):
     write(tmp_path / "u.data", U_DATA)
-    write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n")
     assert find_ratings_file(tmp_path) == (tmp_path / "u.data", "100k")
+    write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n")
     assert find_ratings_file(tmp_path / "ratings.csv") == (tmp_path / "ratings.csv", "csv")
     write(tmp_path / "u1.base", U_DATA)
     assert find_ratings_file(tmp_path / "u1.base") == (tmp_path / "u1.base", "100k")
@@ -182,7 +184,7 @@ BAD_FILES = [
     ("u.data", U_DATA + "5\t6\t6\t1\n", 4, "rating", "rating 6 is outside the scale 1..5"),
     ("u.data", "5\t6\t0\t1\n", 1, "rating", "outside the scale"),
     ("u.data", "5\t6\t3.5\t1\n", 1, "rating", "rating 3.5 is not on the scale 1..5 in steps of 1"),
-    ("ratings.dat", "1::2::3.5::4\n", 1, "rating", "rating_scale"),
+    ("ratings.dat", "1::2::3.5::4\n", 1, "rating", "a user_id,movie_id,rating CSV takes half"),
     (
         "ratings.csv",
         "userId,movieId,rating,timestamp\n1,2,5.5,1\n",
@@ -499,3 +501,194 @@ def test_rewriting_identical_ratings_keeps_the_file_and_its_mtime(tmp_path):
     assert path.stat().st_mtime != 1_000_000
     assert path.read_text().splitlines()[1] == "user_1,movie_1,5.0"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# --- files that are not plain ratings text ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, content, line, field",
+    [
+        ("u.data", "x\0a\t1\t4\t0\nx\0b\t2\t3\t0\n", 1, "user"),
+        ("ratings.dat", "1::2::3::4\nx\0a::2::3::4\n", 2, "user"),
+        ("x.csv", "user_id,movie_id,rating\nu1,m1,4.0\nx\0a,m2,3.0\n", 3, "user_id"),
+        ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,4.0,1\n1,x\0b,4.0,1\n", 3, "movieId"),
+    ],
+)
+def test_nul_byte_in_an_id_is_refused_with_line_and_field(tmp_path, name, content, line, field):
+    # pandas would end the id at the NUL: x\0a and x\0b would become one user x.
+    error = format_error(write(tmp_path / name, content))
+    assert (error.line, error.field) == (line, field)
+    assert "NUL byte" in str(error)
+
+
+def test_nul_byte_in_a_rating_or_the_header(tmp_path):
+    error = format_error(write(tmp_path / "u.data", "1\t2\t3\0\t4\n"))
+    assert (error.line, error.field) == (1, "rating") and "NUL" in str(error)
+    error = format_error(write(tmp_path / "x.csv", "user_id,mo\0vie_id,rating\nu,m,4.0\n"))
+    assert error.line == 1 and "NUL" in str(error)
+
+
+@pytest.mark.parametrize(
+    "content, column, kind",
+    [
+        ("user_id,movie_id,rating\n196,m1,3.0\n186,m2,3.0\n", "user_id", "integers"),
+        ("user_id,movie_id,rating\nu1,1.5,3.0\nu2,2,3.0\n", "movie_id", "numbers"),
+        ("user_id,movie_id,rating\nu1,true,3.0\nu2,false,3.0\n", "movie_id", "true/false"),
+    ],
+)
+def test_normalized_csv_refuses_ids_exampleGen_would_not_read_as_strings(
+    tmp_path, content, column, kind
+):
+    error = format_error(write(tmp_path / "r.csv", content))
+    message = str(error)
+    assert error.field == column and kind in message
+    # The hint says what to do: a prefix, or the GroupLens header.
+    assert "prefix" in message and "userId,movieId,rating,timestamp" in message
+
+
+def test_normalized_csv_refuses_an_id_exampleGen_would_read_as_missing(tmp_path):
+    error = format_error(
+        write(tmp_path / "r.csv", "user_id,movie_id,rating\nu1,NA,3.0\nu2,m,1.0\n")
+    )
+    assert error.field == "movie_id" and "'NA'" in str(error) and "missing" in str(error)
+
+
+def test_numeric_ids_mixed_with_others_and_grouplens_ids_are_kept(tmp_path):
+    ratings = read_ratings(
+        write(tmp_path / "r.csv", "user_id,movie_id,rating\n196,m,3.0\nabc,n,1.0\n")
+    )
+    assert ratings.user_ids.tolist() == ["196", "abc"]
+    ratings = read_ratings(
+        write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,2,4.0,1\n")
+    )
+    assert ratings.user_ids.tolist() == ["user_1"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_is_refused_without_opening_it(tmp_path):
+    # Opening a FIFO for reading blocks until a writer comes: the check must not open it.
+    fifo = tmp_path / "ratings.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(RatingsFormatError, match="FIFO.*not a regular file"):
+        read_ratings(fifo)
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    os.mkfifo(folder / "u.data")
+    with pytest.raises(RatingsFormatError, match="FIFO"):
+        read_ratings(folder)
+
+
+def test_folder_with_two_ratings_files_is_refused_naming_both(tmp_path):
+    write(tmp_path / "u.data", U_DATA)
+    write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n")
+    with pytest.raises(RatingsFormatError) as caught:
+        read_ratings(tmp_path)
+    message = str(caught.value)
+    assert "u.data and ratings.csv" in message and str(tmp_path / "u.data") in message
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+def _zip(data: bytes) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("u.data", data)
+    return buffer.getvalue()
+
+
+def _bz2(data: bytes) -> bytes:
+    import bz2
+
+    return bz2.compress(data)
+
+
+@pytest.mark.parametrize(
+    "name, compress, fragment",
+    [
+        ("u.data", _gzip, "compressed (gzip); decompress it first"),
+        ("ratings.csv", _gzip, "compressed (gzip)"),
+        ("ratings.csv.gz", _gzip, "compressed (gzip)"),
+        ("u.data", _zip, "zip archive; unzip it"),
+        ("ratings.dat", _bz2, "compressed (bzip2)"),
+    ],
+)
+def test_compressed_file_is_named_as_such_whatever_its_name(tmp_path, name, compress, fragment):
+    path = write(tmp_path / name, compress(U_DATA.encode()))
+    with pytest.raises(RatingsFormatError, match=re.escape(fragment)):
+        read_ratings(path)
+    if name.endswith(".gz"):  # a folder holding only ratings.csv.gz points at it
+        with pytest.raises(FileNotFoundError, match="ratings.csv.gz: decompress it"):
+            read_ratings(tmp_path)
+    else:
+        with pytest.raises(RatingsFormatError, match=re.escape(fragment)):
+            read_ratings(tmp_path)
+
+
+def test_out_of_scale_hint_names_what_a_user_can_do():
+    for content in ("5\t6\t7\t1\n", "5\t6\t3.5\t1\n"):
+        with pytest.raises(movielens.RatingsFormatError) as caught:
+            read_ratings(write(Path(tempfile.mkdtemp()) / "u.data", content))
+        message = str(caught.value)
+        assert "rating_scale" not in message  # a Python argument; the command line has none
+        assert "rescaled" in message and "half stars" in message
+
+
+# --- ExampleGen's split ---------------------------------------------------------
+
+SPLITS = [("train", 17), ("eval", 3)]
+
+
+def _normalized(tmp_path, n, name="ratings.csv"):
+    ratings = Ratings(
+        [f"user_{i % 7}" for i in range(n)],
+        [f"movie_{i}" for i in range(n)],
+        [1.0 + (i % 9) / 2 for i in range(n)],
+        source="test",
+        format="normalized",
+    )
+    return write_normalized_csv(ratings, tmp_path / name)
+
+
+def test_split_sizes_match_arrow_csv_example_gen(tmp_path):
+    """The runner's pre-check hashes rows exactly as ExampleGen will."""
+    import tensorflow as tf
+
+    from components import arrow_csv_example_gen
+
+    for n in (1, 5, 60, 400):
+        path = _normalized(tmp_path, n, f"{n}.csv")
+        block = next(iter(arrow_csv_example_gen.read_blocks(str(path))))
+        buckets = tf.strings.to_hash_bucket_fast(arrow_csv_example_gen.row_keys(block), 20)
+        split = np.searchsorted(np.cumsum([17, 3]), buckets.numpy(), side="right")
+        expected = np.bincount(split, minlength=2).tolist()
+        assert list(movielens.example_gen_split_sizes(path, SPLITS).values()) == expected
+
+
+def test_too_few_ratings_for_both_splits_is_refused_naming_the_count_and_minimum(tmp_path):
+    # One rating always leaves a split empty; so do identical rows, which hash alike.
+    same = Ratings(["user_1"] * 3, ["movie_1"] * 3, [4.0] * 3, source="test", format="normalized")
+    for n, path in (
+        (1, _normalized(tmp_path, 1)),
+        (3, write_normalized_csv(same, tmp_path / "3.csv")),
+    ):
+        assert 0 in movielens.example_gen_split_sizes(path, SPLITS).values()
+        with pytest.raises(movielens.TooFewRatingsError) as caught:
+            movielens.check_example_gen_splits(path, SPLITS)
+        message = str(caught.value)
+        assert "too few ratings to split into train and eval" in message
+        assert re.search(f"none of these {n} lands in (train|eval)", message)
+        assert "at least 2" in message and "\n" not in message
+    movielens.check_example_gen_splits(_normalized(tmp_path, 5, "5.csv"), SPLITS)
+
+
+def test_large_files_are_not_read_for_the_split_check(tmp_path):
+    path = _normalized(tmp_path, movielens.SPLIT_CHECK_MAX_ROWS + 1)
+    assert movielens.example_gen_split_sizes(path, SPLITS) is None
+    movielens.check_example_gen_splits(path, SPLITS)

@@ -67,3 +67,150 @@ def test_unknown_model_setting_stops_before_any_component(tmp_path, capsys):
     assert status == local_runner.EXIT_BAD_INPUT
     assert "l2_per_idd" in capsys.readouterr().err
     assert not output_root.exists()
+
+
+# --- every mistake: exit 2, one line, no traceback, no component run ---------------
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err
+    return err.strip()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--user-embedding", '{"type":"qr","bukets":3}'],
+            "error: --user-embedding: unknown key 'bukets' for type qr (known: num_buckets, "
+            "compression, num_partitions, operation, threshold)",
+        ),
+        (
+            ["--user-embedding", '{"type":"qr","num_buckets":0}'],
+            "error: --user-embedding: num_buckets must be an integer >= 2 (or null), got 0",
+        ),
+        (
+            ["--movie-embedding", '{"type":"md","block_sizes":[3,0]}'],
+            "error: --movie-embedding: block_sizes must be a non-empty list of integers >= 1",
+        ),
+        (
+            ["--model-settings", '{"batch_size": 0}'],
+            "error: --model-settings: batch_size must be an integer >= 1, got 0",
+        ),
+        (
+            ["--model-settings", '{"learning_rate": -1}'],
+            "error: --model-settings: learning_rate must be a number > 0, got -1",
+        ),
+        (
+            ["--model-settings", '{"embedding_dim": 0}'],
+            "error: --model-settings: embedding_dim must be an integer >= 1, got 0",
+        ),
+        (
+            ["--model-settings", '{"epochs": "3"}'],
+            'error: --model-settings: epochs must be an integer >= 1, got "3"',
+        ),
+        (
+            ["--model-settings", '{"epochs": 0}'],
+            "error: --model-settings: epochs must be an integer >= 1, got 0",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2_before_anything_is_written(
+    tmp_path, capsys, flags, message
+):
+    status, output_root = _run(tmp_path, *flags)
+    assert status == local_runner.EXIT_BAD_INPUT
+    assert _one_error_line(capsys).startswith(message)
+    assert not output_root.exists()
+
+
+def test_empty_output_root_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where an empty root would have written everything
+    assert local_runner.main(["--output-root", ""]) == local_runner.EXIT_BAD_INPUT
+    assert (
+        _one_error_line(capsys) == "error: --output-root: must name a folder, got an empty string"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def _gzip(text: str) -> bytes:
+    import gzip
+
+    return gzip.compress(text.encode())
+
+
+@pytest.mark.parametrize(
+    "name, content, fragment",
+    [
+        ("u.data", "x\0a\t1\t4\t0\nx\0b\t2\t3\t0\n", "line 1, field 'user': contains a NUL byte"),
+        (
+            "ratings.csv",
+            "user_id,movie_id,rating\n196,m1,4.0\n186,m2,3.0\n",
+            "field 'user_id': ExampleGen's CSV reader would type this column as integers",
+        ),
+        ("u.data", _gzip("1\t2\t3\t4\n"), "is compressed (gzip); decompress it first"),
+        ("u.data", "1\t2\t7\t4\n", "fix or remove the row"),
+        ("ratings.csv", "user_id,movie_id,rating\nu1,m1,4.0\n", "too few ratings to split"),
+        (
+            "ratings.csv",
+            "user_id,movie_id,rating\nu1,m1,4.0\nu1,m1,4.0\nu1,m1,4.0\n",
+            "too few ratings to split into train and eval",
+        ),
+    ],
+)
+def test_bad_data_is_one_line_and_exit_2_before_any_component(
+    tmp_path, capsys, name, content, fragment
+):
+    path = tmp_path / "in" / name
+    path.parent.mkdir()
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    status, output_root = _run(tmp_path, "--data", str(path))
+    assert status == local_runner.EXIT_BAD_INPUT
+    assert fragment in _one_error_line(capsys)
+    assert not (output_root / "pipelines").exists()
+
+
+def test_fifo_and_ambiguous_folder_are_refused(tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "u.data").write_text("1\t2\t3\t4\n")
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,3.0,4\n")
+    status, _ = _run(tmp_path, "--data", str(folder))
+    assert status == local_runner.EXIT_BAD_INPUT
+    assert "holds u.data and ratings.csv" in _one_error_line(capsys)
+    fifo = tmp_path / "ratings.csv"
+    os.mkfifo(fifo)
+    status, _ = _run(tmp_path, "--data", str(fifo))
+    assert status == local_runner.EXIT_BAD_INPUT
+    assert "is a FIFO (named pipe), not a regular file" in _one_error_line(capsys)
+
+
+def test_mistakes_stop_before_tfx_or_tensorflow_is_imported(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "ratings.csv"
+    bad.write_text("user_id,movie_id,rating\nu1,m1,4.0\n")
+    code = (
+        "import sys, local_runner\n"
+        f"out = {str(tmp_path / 'out')!r}\n"
+        "for flags in (['--model-settings', '{\"batch_size\": 0}'],\n"
+        '              [\'--user-embedding\', \'{"type": "md", "blocks": 0}\'],\n'
+        f"              ['--data', {str(bad)!r}]):\n"
+        "    assert local_runner.main(flags + ['--output-root', out]) == 2\n"
+        "print(sorted(m for m in ('tfx', 'tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.abspath(local_runner.__file__)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert result.stderr.count("error: ") == 3 and "Traceback" not in result.stderr
