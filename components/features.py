@@ -35,15 +35,19 @@ MODEL_INPUT_FEATURES = (USER_INDEX, MOVIE_INDEX)
 # Slicing features, emitted by Transform for the Evaluator (TFMA reads them
 # through the SavedModel's ``transform_features`` signature). Transform
 # computes the block and the quartile as integers and emits their names below
-# (strings), so TFMA's slice keys read e.g. ("movie_popularity_block", "head").
+# (strings), so TFMA's slice keys read e.g. ("movie_popularity", "head").
+# The names differ from the integer features' of earlier versions
+# ("movie_popularity_block", "user_activity_quartile"): TFMA merges the
+# candidate's and the baseline's slice values and cannot sort ints among
+# strings, so a model blessed before the change must not share a name.
 # The names are in slice order: the report orders slices by their index here.
 # Movie popularity block: head, torso, tail; each holds about a third of the
 # train ratings. Movies unseen in train are in the tail.
-MOVIE_POPULARITY_BLOCK = "movie_popularity_block"
+MOVIE_POPULARITY_BLOCK = "movie_popularity"
 MOVIE_POPULARITY_BLOCK_NAMES = ("head", "torso", "tail")
 # User activity quartile by ratings per user: the most active quarter of the
 # users first, the least active quarter (users unseen in train included) last.
-USER_ACTIVITY_QUARTILE = "user_activity_quartile"
+USER_ACTIVITY_QUARTILE = "user_activity"
 USER_ACTIVITY_QUARTILE_NAMES = (
     "most active 25%",
     "second 25%",

@@ -23,7 +23,7 @@ def preprocessing_fn(inputs):
     Also emits the features the Evaluator slices on: the movie popularity
     block and the user activity quartile (see their functions), computed as
     integers and emitted as their names (``slice_names``) so TFMA's slice keys
-    read ``("movie_popularity_block", "head")``; the rating value slices on
+    read ``("movie_popularity", "head")``; the rating value slices on
     the label itself.
     """
     outputs = {}

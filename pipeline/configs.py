@@ -134,6 +134,32 @@ class PipelineConfig:
         return os.path.join(self.output_root, "serving_model", self.pipeline_name)
 
 
+def code_fingerprint(folders: Optional[List[str]] = None) -> str:
+    """A hash of the code the components import by module path.
+
+    TFX's cache keys on a component's settings, and the code is referenced
+    by module path (``trainer.task.run_fn``), a string that stays the same
+    when the code behind it changes: without this, a run after an upgrade
+    would reuse the Transform graph and the model of the old code. Passed in
+    the components' ``custom_config``, so changed code re-runs them.
+    """
+    import hashlib
+
+    import components
+    import trainer
+
+    if folders is None:
+        folders = [os.path.dirname(os.path.abspath(p.__file__)) for p in (components, trainer)]
+    digest = hashlib.sha256()
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py") and not name.endswith("_test.py"):
+                digest.update(name.encode())
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
 def full_table_model(model: ModelConfig) -> ModelConfig:
     """The model compression stands in for: the same training, plain full-size tables.
 

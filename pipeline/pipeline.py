@@ -141,6 +141,8 @@ def servability_check(config: configs.PipelineConfig, trainer, example_gen):
 
 
 def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=None) -> Pipeline:
+    # Changed code re-runs Transform and the Trainers (and what follows them).
+    code = configs.code_fingerprint()
     example_gen = ArrowCsvExampleGen(
         input_base=config.data_root,
         output_config=example_gen_pb2.Output(
@@ -174,6 +176,7 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
+        custom_config={"code_fingerprint": code},
         # Its pre- and post-transform statistics feed nothing downstream
         # (StatisticsGen's are the ones validated) and cost about 45% of its
         # time (benchmarks/results/speed.md).
@@ -197,7 +200,11 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        custom_config={"model": dataclasses.asdict(config.model), **(config.vertex_training or {})},
+        custom_config={
+            "model": dataclasses.asdict(config.model),
+            "code_fingerprint": code,
+            **(config.vertex_training or {}),
+        },
     )
     comparison = []
     if config.compare_full_model:
@@ -208,6 +215,7 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
             schema=schema_gen.outputs["schema"],
             custom_config={
                 "model": dataclasses.asdict(configs.full_table_model(config.model)),
+                "code_fingerprint": code,
                 **(config.vertex_training or {}),
             },
         ).with_id(configs.FULL_MODEL_TRAINER_ID)

@@ -114,19 +114,19 @@ def test_eval_config_carries_the_thresholds():
 
 
 def test_eval_config_slices_on_the_configured_transformed_features():
-    settings = configs.EvalSettings(slicing_features=("user_activity_quartile", "rating"))
+    settings = configs.EvalSettings(slicing_features=("user_activity", "rating"))
     eval_config = pipeline_lib.eval_config(settings)
     assert [list(s.feature_keys) for s in eval_config.slicing_specs] == [
         [],  # overall
-        ["user_activity_quartile"],
+        ["user_activity"],
         ["rating"],
     ]
     assert list(eval_config.model_specs[0].preprocessing_function_names) == ["transform_features"]
     default = pipeline_lib.eval_config(configs.EvalSettings())
     assert [list(s.feature_keys) for s in default.slicing_specs] == [
         [],
-        ["movie_popularity_block"],
-        ["user_activity_quartile"],
+        ["movie_popularity"],
+        ["user_activity"],
         ["rating"],
     ]
 
@@ -156,3 +156,20 @@ def test_local_beam_args_name_a_setup_file_so_tfx_builds_no_sdist():
 
     args = configs.local_beam_pipeline_args()
     assert dependency_utils.make_beam_dependency_flags(args) == args
+
+
+def test_changed_code_reaches_the_cache_key_of_transform_and_the_trainer():
+    nodes = _compiled(_config())
+    fingerprint = configs.code_fingerprint()
+    for node in ("Transform", "Trainer"):
+        custom = nodes[node].parameters.parameters["custom_config"].field_value.string_value
+        assert fingerprint in custom, node
+
+
+def test_the_code_fingerprint_follows_the_code_and_not_its_tests(tmp_path):
+    (tmp_path / "task.py").write_text("EPOCHS = 3\n")
+    before = configs.code_fingerprint([str(tmp_path)])
+    (tmp_path / "task_test.py").write_text("assert True\n")
+    assert configs.code_fingerprint([str(tmp_path)]) == before
+    (tmp_path / "task.py").write_text("EPOCHS = 4\n")
+    assert configs.code_fingerprint([str(tmp_path)]) != before

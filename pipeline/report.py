@@ -51,6 +51,7 @@ METRIC_HEADINGS = {
     "mean_squared_error": "MSE",
     "mean_prediction": "mean prediction",
     "mean_label": "mean label",
+    "rmse_gain_over_mean": "gain over the mean",
 }
 # Same data for both models: the baseline's count and mean label repeat the
 # candidate's, so the table shows them once.
@@ -441,6 +442,9 @@ def slice_id(item: Dict) -> str:
 
 def format_value(metric: str, value: Optional[float], signed: bool = False) -> str:
     """A metric as the table shows it: counts whole, the rest to 4 decimals."""
+    if isinstance(value, str):
+        # TFMA writes NaN (a metric undefined on a slice) as the string "NaN".
+        value = float(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if metric == "example_count" and not signed:

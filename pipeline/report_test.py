@@ -375,6 +375,7 @@ def test_values_are_formatted_for_reading():
     assert report.format_value("root_mean_squared_error", -0.01, signed=True) == "-0.0100"
     assert report.format_value("mean_label", float("nan")) == "–"
     assert report.format_value("mean_label", None) == "–"
+    assert report.format_value("rmse_gain_over_mean", "NaN") == "–"  # as TFMA writes NaN
 
 
 def test_thresholds_are_described_for_the_overall_slice():
@@ -383,6 +384,7 @@ def test_thresholds_are_described_for_the_overall_slice():
     assert lines == [
         "RMSE ≤ 0.97 (overall)",
         "RMSE at most 0.02 above the latest blessed model's (overall)",
+        f"gain over the mean ≥ {settings.min_gain_over_mean:g} (overall)",
     ]
     no_thresholds = pipeline_lib.eval_config(settings, with_thresholds=False)
     assert report.threshold_descriptions(no_thresholds) == []
