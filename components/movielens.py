@@ -876,13 +876,164 @@ class TooFewRatingsError(ValueError):
     """The ratings would leave ExampleGen's train or eval split empty."""
 
 
+# farmhash's Fingerprint64, which ExampleGen's tf.strings.to_hash_bucket_fast
+# computes, in Python: the runner checks a small file's split before any
+# TensorFlow import, and the pyfarmhash binding (through TFDV) is not one of
+# this package's declared dependencies. movielens_test checks it against
+# TensorFlow's. Every operation is on uint64, hence the masks.
+_MASK = (1 << 64) - 1
+_K0 = 0xC3A5C85C97CB3127
+_K1 = 0xB492B66FBE98F273
+_K2 = 0x9AE16A3B2F90404F
+
+
+def _fetch64(data, at):
+    return int.from_bytes(data[at : at + 8], "little")
+
+
+def _fetch32(data, at):
+    return int.from_bytes(data[at : at + 4], "little")
+
+
+def _rotate(value, shift):
+    return ((value >> shift) | (value << (64 - shift))) & _MASK
+
+
+def _shift_mix(value):
+    return value ^ (value >> 47)
+
+
+def _hash_len16(u, v, mul):
+    a = ((u ^ v) * mul) & _MASK
+    a ^= a >> 47
+    b = ((v ^ a) * mul) & _MASK
+    b ^= b >> 47
+    return (b * mul) & _MASK
+
+
+def _hash_len0to16(data, n):
+    if n >= 8:
+        mul = _K2 + n * 2
+        a = (_fetch64(data, 0) + _K2) & _MASK
+        b = _fetch64(data, n - 8)
+        c = (_rotate(b, 37) * mul + a) & _MASK
+        d = ((_rotate(a, 25) + b) * mul) & _MASK
+        return _hash_len16(c, d, mul)
+    if n >= 4:
+        mul = _K2 + n * 2
+        a = _fetch32(data, 0)
+        return _hash_len16((n + (a << 3)) & _MASK, _fetch32(data, n - 4), mul)
+    if n > 0:
+        y = (data[0] + (data[n >> 1] << 8)) & 0xFFFFFFFF
+        z = (n + (data[n - 1] << 2)) & 0xFFFFFFFF
+        return (_shift_mix(((y * _K2) ^ (z * _K0)) & _MASK) * _K2) & _MASK
+    return _K2
+
+
+def _hash_len17to32(data, n):
+    mul = _K2 + n * 2
+    a = (_fetch64(data, 0) * _K1) & _MASK
+    b = _fetch64(data, 8)
+    c = (_fetch64(data, n - 8) * mul) & _MASK
+    d = (_fetch64(data, n - 16) * _K2) & _MASK
+    return _hash_len16(
+        (_rotate((a + b) & _MASK, 43) + _rotate(c, 30) + d) & _MASK,
+        (a + _rotate((b + _K2) & _MASK, 18) + c) & _MASK,
+        mul,
+    )
+
+
+def _hash_len33to64(data, n):
+    mul = _K2 + n * 2
+    a = (_fetch64(data, 0) * _K2) & _MASK
+    b = _fetch64(data, 8)
+    c = (_fetch64(data, n - 8) * mul) & _MASK
+    d = (_fetch64(data, n - 16) * _K2) & _MASK
+    y = (_rotate((a + b) & _MASK, 43) + _rotate(c, 30) + d) & _MASK
+    z = _hash_len16(y, (a + _rotate((b + _K2) & _MASK, 18) + c) & _MASK, mul)
+    e = (_fetch64(data, 16) * mul) & _MASK
+    f = _fetch64(data, 24)
+    g = ((y + _fetch64(data, n - 32)) * mul) & _MASK
+    h = ((z + _fetch64(data, n - 24)) * mul) & _MASK
+    return _hash_len16(
+        (_rotate((e + f) & _MASK, 43) + _rotate(g, 30) + h) & _MASK,
+        (e + _rotate((f + a) & _MASK, 18) + g) & _MASK,
+        mul,
+    )
+
+
+def _weak_hash_len32_with_seeds(data, at, a, b):
+    w, x, y, z = (_fetch64(data, at + 8 * i) for i in range(4))
+    a = (a + w) & _MASK
+    b = _rotate((b + a + z) & _MASK, 21)
+    c = a
+    a = (a + x + y) & _MASK
+    b = (b + _rotate(a, 44)) & _MASK
+    return (a + z) & _MASK, (b + c) & _MASK
+
+
+def _fingerprint64(data: bytes) -> int:
+    """farmhash's Fingerprint64 (``farmhashna::Hash64``) of ``data``."""
+    n = len(data)
+    if n <= 16:
+        return _hash_len0to16(data, n)
+    if n <= 32:
+        return _hash_len17to32(data, n)
+    if n <= 64:
+        return _hash_len33to64(data, n)
+    seed = 81
+    x = seed
+    y = (seed * _K1 + 113) & _MASK
+    z = (_shift_mix((y * _K2 + 113) & _MASK) * _K2) & _MASK
+    v = (0, 0)
+    w = (0, 0)
+    x = (x * _K2 + _fetch64(data, 0)) & _MASK
+    end = ((n - 1) // 64) * 64
+    last64 = end + ((n - 1) & 63) - 63
+    s = 0
+    while True:
+        x = (_rotate((x + y + v[0] + _fetch64(data, s + 8)) & _MASK, 37) * _K1) & _MASK
+        y = (_rotate((y + v[1] + _fetch64(data, s + 48)) & _MASK, 42) * _K1) & _MASK
+        x ^= w[1]
+        y = (y + v[0] + _fetch64(data, s + 40)) & _MASK
+        z = (_rotate((z + w[0]) & _MASK, 33) * _K1) & _MASK
+        v = _weak_hash_len32_with_seeds(data, s, (v[1] * _K1) & _MASK, (x + w[0]) & _MASK)
+        w = _weak_hash_len32_with_seeds(
+            data, s + 32, (z + w[1]) & _MASK, (y + _fetch64(data, s + 16)) & _MASK
+        )
+        z, x = x, z
+        s += 64
+        if s == end:
+            break
+    mul = _K1 + ((z & 0xFF) << 1)
+    s = last64
+    w = ((w[0] + ((n - 1) & 63)) & _MASK, w[1])
+    v = ((v[0] + w[0]) & _MASK, v[1])
+    w = ((w[0] + v[0]) & _MASK, w[1])
+    x = (_rotate((x + y + v[0] + _fetch64(data, s + 8)) & _MASK, 37) * mul) & _MASK
+    y = (_rotate((y + v[1] + _fetch64(data, s + 48)) & _MASK, 42) * mul) & _MASK
+    x ^= (w[1] * 9) & _MASK
+    y = (y + v[0] * 9 + _fetch64(data, s + 40)) & _MASK
+    z = (_rotate((z + w[0]) & _MASK, 33) * mul) & _MASK
+    v = _weak_hash_len32_with_seeds(data, s, (v[1] * mul) & _MASK, (x + w[0]) & _MASK)
+    w = _weak_hash_len32_with_seeds(
+        data, s + 32, (z + w[1]) & _MASK, (y + _fetch64(data, s + 16)) & _MASK
+    )
+    z, x = x, z
+    return _hash_len16(
+        (_hash_len16(v[0], w[0], mul) + _shift_mix(y) * _K0 + z) & _MASK,
+        (_hash_len16(v[1], w[1], mul) + x) & _MASK,
+        mul,
+    )
+
+
 def example_gen_split_sizes(
     path: os.PathLike | str, split_buckets: Sequence[tuple[str, int]]
 ) -> dict[str, int] | None:
     """Rows per split as ExampleGen's hash split will cut a CSV written here.
 
     ``components/arrow_csv_example_gen.py`` sends a row to the split of
-    ``farmhash64(its cells as Arrow text, joined by \\x1f) % total buckets``;
+    ``Fingerprint64(its cells as Arrow text, joined by \\x1f) % total buckets``;
     this does the same without TensorFlow. Returns None, reading at most
     ``SPLIT_CHECK_MAX_ROWS`` lines, for a larger file.
 
@@ -891,7 +1042,6 @@ def example_gen_split_sizes(
       split_buckets: ``[(split name, hash buckets), ...]`` in ExampleGen's
         order, e.g. ``[("train", 17), ("eval", 3)]``.
     """
-    import farmhash  # pylint: disable=g-import-not-at-top
     import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
     import pyarrow.csv as pa_csv  # pylint: disable=g-import-not-at-top
     import pyarrow as pa  # pylint: disable=g-import-not-at-top
@@ -912,7 +1062,7 @@ def example_gen_split_sizes(
     cells = [pc.fill_null(column.cast(pa.string()), "") for column in table.columns]
     keys = pc.binary_join_element_wise(*cells, "\x1f").to_pylist()
     edges = np.cumsum([buckets for _, buckets in split_buckets])
-    buckets = np.array([farmhash.fingerprint64(key) % int(edges[-1]) for key in keys])
+    buckets = np.array([_fingerprint64(key.encode()) % int(edges[-1]) for key in keys])
     for split in np.searchsorted(edges, buckets, side="right"):
         sizes[names[split]] += 1
     return sizes

@@ -671,6 +671,18 @@ def test_split_sizes_match_arrow_csv_example_gen(tmp_path):
         assert list(movielens.example_gen_split_sizes(path, SPLITS).values()) == expected
 
 
+def test_fingerprint64_is_tensorflows():
+    """Every length path of farmhash (0-16, 17-32, 33-64, longer) and multi-byte UTF-8."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    alphabet = list("abcxyz_019,\x1f ") + ["ü", "用"]
+    texts = ["".join(rng.choice(alphabet, n)) for n in [*range(0, 130), 200, 1000, 2047]]
+    largest = 2**63 - 1  # to_hash_bucket_fast returns fingerprint % buckets, an int64
+    expected = tf.strings.to_hash_bucket_fast(texts, largest).numpy().tolist()
+    assert [movielens._fingerprint64(t.encode()) % largest for t in texts] == expected
+
+
 def test_too_few_ratings_for_both_splits_is_refused_naming_the_count_and_minimum(tmp_path):
     # One rating always leaves a split empty; so do identical rows, which hash alike.
     same = Ratings(["user_1"] * 3, ["movie_1"] * 3, [4.0] * 3, source="test", format="normalized")
