@@ -5,21 +5,30 @@
   python local_runner.py --download ml-1m      # fetch from GroupLens once, then cached
 
 Exit status: 0 when the model was blessed and pushed; 3 when the Evaluator did not
-bless it (nothing pushed, earlier pushed versions untouched); 2 on bad input data;
-1 on any other failure.
+bless it or it failed the serving check (nothing pushed, earlier pushed versions
+untouched); 2 on bad input data or settings, or when another run holds the output
+root; 1 on any other failure (a failed push included: nothing half-pushed is left).
 """
 
 import argparse
+import contextlib
+import dataclasses
 import os
+import shutil
 import sys
 
 from components import movielens
 from components import synthetic
 from pipeline import cli
 from pipeline import configs
+from pipeline import run_lock
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_BLESSED = 3
+
+SERVING_CHECK_PROCESS = "process"
+SERVING_CHECK_DOCKER = "docker"
 
 DEFAULT_OUTPUT_ROOT = "outputs"
 DEFAULT_CACHE_DIR = os.path.join(
@@ -56,6 +65,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_evaluation_arguments(parser)
     parser.add_argument(
         "--no-cache", action="store_true", help="re-run every component even if nothing changed"
+    )
+    parser.add_argument(
+        "--serving-check",
+        choices=[SERVING_CHECK_PROCESS, SERVING_CHECK_DOCKER],
+        default=SERVING_CHECK_PROCESS,
+        help="how the candidate is checked to serve before the push: process loads it the "
+        "way TF Serving does in a fresh Python process; docker runs TFX's InfraValidator "
+        f"with the {configs.DEFAULT_TF_SERVING_IMAGE} image in the local Docker engine "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--beam-arg",
@@ -127,6 +145,30 @@ def main(argv=None) -> int:
         if not args.output_root.strip():
             # os.path.abspath("") is the current folder: everything would land there.
             raise ValueError("--output-root: must name a folder, got an empty string")
+        check_serving_check(args)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(run_lock.hold(os.path.abspath(args.output_root)))
+        except (run_lock.OutputRootBusyError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return run(args)
+
+
+def check_serving_check(args) -> None:
+    if args.serving_check == SERVING_CHECK_DOCKER and not shutil.which("docker"):
+        raise ValueError(
+            "--serving-check docker: no docker command on PATH; install Docker or use "
+            f"--serving-check {SERVING_CHECK_PROCESS} (the same loading path, no container)"
+        )
+
+
+def run(args) -> int:
+    """The run itself, with the output root held; bad input raises OSError/ValueError."""
+    try:
         data_root = prepare_data(args)
         # A small file can hash wholly into one split; Transform would fail on the other.
         movielens.check_example_gen_splits(
@@ -137,6 +179,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     config = pipeline_config(args, data_root)
+    if args.serving_check == SERVING_CHECK_DOCKER:
+        config = dataclasses.replace(config, tf_serving_image=configs.DEFAULT_TF_SERVING_IMAGE)
     print(f"Model: {config.model.name} {config.model.to_json()}")
 
     # TFX takes seconds to import; only once the input is known to be readable.
@@ -144,9 +188,11 @@ def main(argv=None) -> int:
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from components.pusher import PushError
     from components.validation_gate import DataAnomaliesError
     from pipeline import pipeline as pipeline_lib
     from pipeline import run_summary
+    from trainer.embeddings import SpecVocabularyError
 
     absl_logging.set_verbosity(absl_logging.INFO)
     try:
@@ -155,9 +201,13 @@ def main(argv=None) -> int:
                 config, metadata.sqlite_metadata_connection_config(config.metadata_path)
             )
         )
-    except DataAnomaliesError as e:
+    except (DataAnomaliesError, SpecVocabularyError) as e:
+        # The data, or a setting the vocabulary cannot honour: the user's to fix.
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except PushError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
 
     summary = run_summary.summarize(config.metadata_path)
     print()

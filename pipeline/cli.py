@@ -74,6 +74,14 @@ def add_evaluation_arguments(parser) -> None:
         "most this (%(default)s)",
     )
     parser.add_argument(
+        "--min-gain-over-mean",
+        type=float,
+        default=configs.EvalSettings.min_gain_over_mean,
+        help="bless only models whose eval RMSE is at least this fraction below that of "
+        "predicting the mean rating (1 - RMSE / std of the ratings); an untrained model "
+        "gains about 0 (%(default)s)",
+    )
+    parser.add_argument(
         "--compare-full-model",
         action="store_true",
         help="also train the same model with full-size tables and evaluate against it, "
@@ -120,5 +128,7 @@ def model_from_args(args: argparse.Namespace) -> model_config.ModelConfig:
 
 def evaluation_from_args(args: argparse.Namespace) -> configs.EvalSettings:
     return configs.EvalSettings(
-        rmse_upper_bound=args.rmse_upper_bound, rmse_max_increase=args.rmse_max_increase
+        rmse_upper_bound=args.rmse_upper_bound,
+        rmse_max_increase=args.rmse_max_increase,
+        min_gain_over_mean=args.min_gain_over_mean,
     )

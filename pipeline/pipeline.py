@@ -267,7 +267,7 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
                     base_directory=config.serving_model_dir
                 )
             ),
-        )
+        ).with_id("Pusher")
 
     return Pipeline(
         pipeline_name=config.pipeline_name,

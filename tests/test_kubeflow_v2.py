@@ -392,11 +392,11 @@ def _executor_class(job, task_name):
     return args[args.index("--executor_class_path") + 1]
 
 
-def test_stock_trainer_and_pusher_by_default(container_spec):
+def test_stock_trainer_and_the_atomic_pusher_by_default(container_spec):
     _, job = container_spec
     assert _executor_class(job, "Trainer") == "tfx.components.trainer.executor.GenericExecutor"
-    assert _executor_class(job, "Pusher") == "tfx.components.pusher.executor.Executor"
-    assert set(_custom_config(job, "Trainer")) == {"model"}
+    assert _executor_class(job, "Pusher") == "components.pusher.Executor"
+    assert set(_custom_config(job, "Trainer")) == {"model", "code_fingerprint"}
     push_destination = _tasks(job)["Pusher"]["inputs"]["parameters"]["push_destination"]
     assert f"{OUTPUT_ROOT}/serving_model/{configs.PIPELINE_NAME}" in json.dumps(push_destination)
 

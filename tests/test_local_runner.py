@@ -214,3 +214,40 @@ def test_mistakes_stop_before_tfx_or_tensorflow_is_imported(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert result.stderr.count("error: ") == 3 and "Traceback" not in result.stderr
+
+
+def test_a_second_run_in_the_same_output_root_is_refused_in_one_line(tmp_path, capsys):
+    from pipeline import run_lock
+
+    output_root = tmp_path / "out"
+    with run_lock.hold(str(output_root)):
+        status = local_runner.main(["--output-root", str(output_root)])
+    err = capsys.readouterr().err
+    assert status == local_runner.EXIT_BAD_INPUT
+    assert err.startswith("error: ") and "in use by another run" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (output_root / "data").exists()  # refused before anything was written
+
+
+def test_docker_serving_check_without_docker_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker command on it
+    status, output_root = _run(tmp_path, "--serving-check", "docker")
+    err = capsys.readouterr().err
+    assert status == local_runner.EXIT_BAD_INPUT
+    assert "--serving-check docker" in err and "--serving-check process" in err
+    assert not output_root.exists()
+
+
+def test_a_failed_push_exits_1_with_its_reason_in_one_line(tmp_path, capsys, monkeypatch):
+    from tfx.orchestration.local import local_dag_runner
+
+    from components import pusher
+
+    def full_disk(self, pipeline):
+        raise pusher.PushError("could not push the model to X: the disk is full; nothing was pushed")
+
+    monkeypatch.setattr(local_dag_runner.LocalDagRunner, "run", full_disk)
+    status, _ = _run(tmp_path)
+    err = capsys.readouterr().err
+    assert status == local_runner.EXIT_FAILED
+    assert err.strip().splitlines()[-1] == "error: could not push the model to X: the disk is full; nothing was pushed"
