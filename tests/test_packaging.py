@@ -286,7 +286,10 @@ def _distributions_by_module():
     for distribution in importlib.metadata.distributions():
         name = _normalise(distribution.metadata["Name"])
         for file in distribution.files or []:
+            # An extension module's file is "name.<abi tag>.so".
             parts = [part.removesuffix(".py") for part in file.parts]
+            if parts[-1].endswith(".so"):
+                parts[-1] = parts[-1].split(".")[0]
             if parts[0].endswith((".dist-info", ".egg-info", ".data")) or parts[0] == "..":
                 continue
             for depth in (1, 2):
