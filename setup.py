@@ -28,8 +28,9 @@ setuptools.setup(
             "trainer.*",
         ]
     ),
-    # The raw data schema travels inside the package (configs.SCHEMA_DIR).
-    package_data={"pipeline": ["schema/*.pbtxt"]},
+    # The raw data schema (configs.SCHEMA_DIR) and the report's page template
+    # travel inside the package.
+    package_data={"pipeline": ["schema/*.pbtxt", "templates/*"]},
     install_requires=[
         "tfx==1.16.0",
         "tensorflow>=2.16,<2.17",
@@ -44,6 +45,7 @@ setuptools.setup(
         "pyfarmhash",  # ExampleGen's split hash, to check a small file's split up front
         "tqdm",  # download progress
         "matplotlib>=3.8,<3.10",  # the run report's charts and the benchmark plots
+        "Jinja2>=3.1,<4",  # the run report's page template
     ],
     extras_require={
         # kfp: the tests load the compiled Kubeflow / Vertex AI spec with it.
