@@ -209,19 +209,19 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
 
-    summary = run_summary.summarize(config.metadata_path)
+    facts = run_summary.collect(config.output_root, config.pipeline_name)
     print()
-    print(summary.format())
-    write_report(config)
-    return 0 if summary.pushed else EXIT_NOT_BLESSED
+    print(run_summary.format_summary(facts))
+    write_report(facts)
+    return 0 if facts["blessing"]["pushed"] else EXIT_NOT_BLESSED
 
 
-def write_report(config: configs.PipelineConfig) -> None:
-    """The HTML report of the run, at OUTPUT_ROOT/report.html; prints its path."""
+def write_report(facts: dict) -> None:
+    """Writes OUTPUT_ROOT/report.json and the page, report.html; prints the page's path."""
     from pipeline import report
 
     try:
-        path = report.write_report(config.output_root, config.pipeline_name)
+        path = report.write_report(facts)
     except Exception as e:  # pylint: disable=broad-except
         # The run's outcome (blessed, pushed) stands whatever happens to the page.
         print(f"warning: could not write the report: {e!r}", file=sys.stderr)

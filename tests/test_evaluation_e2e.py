@@ -22,6 +22,7 @@ from conftest import local_runner_command
 from conftest import write_synthetic_ratings
 from pipeline import configs
 from pipeline import report
+from pipeline import run_summary
 from pipeline.report_test import read_page
 from tests.test_report_screenshot import assert_every_chart_loaded_and_drawn
 from tests.test_report_screenshot import render_in_chromium
@@ -108,7 +109,7 @@ class Run:
 
     @property
     def numbers(self):
-        with open(self.output_root / report.NUMBERS_FILE, encoding="utf-8") as f:
+        with open(self.output_root / run_summary.FACTS_FILE, encoding="utf-8") as f:
             return json.load(f)
 
     @property
@@ -217,7 +218,7 @@ def test_tfma_slice_keys_hold_the_slice_names(good):
 
 def test_the_report_lists_the_slices_by_name_in_order(good):
     expected = ["overall"] + [
-        report.slice_label(feature, value)
+        run_summary.slice_label(feature, value)
         for feature, values in EXPECTED_SLICE_VALUES.items()
         for value in values
     ]

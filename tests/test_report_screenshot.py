@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from pipeline import report
-from pipeline.report_test import example_report
+from pipeline.run_summary_test import example_facts
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +161,7 @@ def assert_every_chart_loaded_and_drawn(rendering: Rendering, expected_charts: i
 def example_rendering(tmp_path_factory):
     work = tmp_path_factory.mktemp("report-page")
     page = work / report.REPORT_FILE
-    page.write_text(report.render_html(example_report(blessed=False)), encoding="utf-8")
+    page.write_text(report.render_html(example_facts(blessed=False)), encoding="utf-8")
     return render_in_chromium(page, work)
 
 
@@ -193,7 +193,7 @@ def test_a_blank_or_broken_chart_would_be_caught(tmp_path):
     blank = io.BytesIO()
     Image.new("RGB", (1100, 360), "white").save(blank, format="PNG")
     blank_uri = "data:image/png;base64," + base64.b64encode(blank.getvalue()).decode()
-    page = report.render_html(example_report())
+    page = report.render_html(example_facts())
     pngs = re.findall(r'src="(data:image/png;base64,[^"]+)"', page)
     page = page.replace(pngs[0], blank_uri).replace(pngs[1], "data:image/png;base64,broken")
     path = tmp_path / report.REPORT_FILE
