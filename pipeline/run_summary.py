@@ -125,7 +125,7 @@ def collect(output_root: str, pipeline_name: str = configs.PIPELINE_NAME) -> Dic
         raise RuntimeError(f"{path} records no complete run")
 
     blessed = bool(_custom_int(blessing, evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY))
-    validation = tfma.load_validation_result(evaluation.uri)
+    reasons = [] if blessed else validation_failures(tfma.load_validation_result(evaluation.uri))
     evaluations = [
         read_evaluation(
             evaluation.uri,
@@ -159,7 +159,7 @@ def collect(output_root: str, pipeline_name: str = configs.PIPELINE_NAME) -> Dic
         "generated_at": datetime.datetime.now().isoformat(timespec="seconds"),
         "blessing": {
             "blessed": blessed,
-            "reasons": [] if blessed else validation_failures(validation) or [NO_REASON],
+            "reasons": reasons or ([] if blessed else [NO_REASON]),
             "pushed": bool(_custom_int(pushed, PUSHED_KEY)),
             "pushed_destination": destination.string_value if destination else None,
         },
@@ -344,7 +344,6 @@ def validation_failures(validation) -> List[str]:
 def read_model(name: str, trainer_outputs: Dict) -> Dict:
     """A Trainer's model: where it is, its training history and its memory report."""
     model_uri = trainer_outputs[specs.MODEL_KEY].uri
-    # The Trainer writes its reports beside the SavedModel, inside it.
     extra = os.path.join(path_utils.serving_model_path(model_uri), "assets.extra")
     history = _read_json(os.path.join(extra, trainer_task.HISTORY_FILE))
     model_run = trainer_outputs.get(specs.MODEL_RUN_KEY)
