@@ -9,8 +9,6 @@ train split map to the single out-of-vocabulary index, the vocabulary size.
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -18,9 +16,8 @@ import pandas as pd
 
 from components import movielens
 from components import synthetic
+from conftest import movielens_100k_dir  # noqa: F401  the one ML-100K locator (tests share it)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MOVIELENS_100K_ENV = "MOVIELENS_100K_DIR"
 TRAIN_FRACTION = 0.85
 SPLIT_SEED = 0
 
@@ -67,36 +64,23 @@ class PreparedData:
         )
 
 
-def movielens_100k_dir() -> Path:
-    """Where ML-100K lives: $MOVIELENS_100K_DIR, else ../shared/data/ml-100k next to the repo."""
-    override = os.environ.get(MOVIELENS_100K_ENV)
-    return Path(override) if override else REPO_ROOT.parent / "shared" / "data" / "ml-100k"
-
-
 def _movielens_100k() -> movielens.Ratings:
     folder = movielens_100k_dir()
     if not (folder / "u.data").is_file():
         raise DatasetUnavailable(
-            f"ML-100K not found at {folder} (no u.data); set {MOVIELENS_100K_ENV} to its folder"
+            f"ML-100K not found at {folder} (no u.data); set MOVIELENS_100K_DIR to its folder"
         )
     return movielens.read_ratings(folder)
 
 
-# name -> (how the ratings are made, a short description for the report)
-DATASETS: Dict[str, tuple[Callable[[], movielens.Ratings], str]] = {
-    "ml-100k": (_movielens_100k, "MovieLens-100K (943 users, 1,682 movies, 100k ratings)"),
-    "synthetic-1m": (
-        lambda: synthetic.generate_ratings(6040, 3706, 1_000_000),
-        "generate_ratings(6040, 3706, 1_000_000): ML-1M-shaped",
-    ),
-    # A floor of 5 ratings at a mean of 6 flattened user activity (99th
-    # percentile 11 ratings, busiest user 124); a floor of 1 keeps the
-    # generator's long tail (median 3, 99th percentile 32, busiest user 577),
-    # as in a real log of that many users, some of whom rate once.
-    "synthetic-large": (
-        lambda: synthetic.generate_ratings(500_000, 50_000, 3_000_000, min_ratings_per_user=1),
-        "generate_ratings(500_000, 50_000, 3_000_000, min_ratings_per_user=1): "
-        "large, long-tailed vocabularies",
+# name -> how its ratings are made
+DATASETS: Dict[str, Callable[[], movielens.Ratings]] = {
+    "ml-100k": _movielens_100k,
+    "synthetic-1m": lambda: synthetic.generate_ratings(6040, 3706, 1_000_000),
+    # A floor of 1 rating keeps the generator's long tail of users, most with
+    # a handful of ratings, as in a real log of that many users.
+    "synthetic-large": lambda: synthetic.generate_ratings(
+        500_000, 50_000, 3_000_000, min_ratings_per_user=1
     ),
 }
 
@@ -153,5 +137,4 @@ def load(name: str) -> PreparedData:
       KeyError: unknown name.
       DatasetUnavailable: the data set's files are missing.
     """
-    make_ratings, _ = DATASETS[name]
-    return prepare(make_ratings(), name)
+    return prepare(DATASETS[name](), name)

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import speed_tools
+from benchmarks import measure
 from components import features
 from trainer import model as model_lib
 from trainer import model_config
@@ -49,12 +49,12 @@ BYTES_PER_FLOAT = 4
 ADAM_SLOTS = 2
 # Steps before timing starts: tracing and the first allocations.
 WARMUP_STEPS = 20
-GIB = 2**30
+GIB = measure.GIB
 
 
 def peak_rss_gb() -> float:
     """This process's peak RSS so far (VmHWM: not charged for a parent's pages at fork)."""
-    return speed_tools.peak_rss_bytes() / GIB
+    return measure.peak_rss_bytes() / GIB
 
 
 def synthetic_batches(num_ids: int, batch_size: int, seed: int) -> tf.data.Dataset:

@@ -22,26 +22,11 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from benchmarks import speed_tools
+from benchmarks import measure
+from conftest import serialized_examples
 
 WARMUP_CALLS = 200
 DEFAULT_CALLS = {1: 3000, 1024: 300}
-
-
-def serialized_examples(user_ids: Sequence[str], movie_ids: Sequence[str]) -> List[bytes]:
-    import tensorflow as tf
-
-    def bytes_feature(value: str) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-
-    return [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={"user_id": bytes_feature(user), "movie_id": bytes_feature(movie)}
-            )
-        ).SerializeToString()
-        for user, movie in zip(user_ids, movie_ids)
-    ]
 
 
 def example_ids(count: int, seed: int = 0) -> tuple[List[str], List[str]]:
@@ -50,7 +35,7 @@ def example_ids(count: int, seed: int = 0) -> tuple[List[str], List[str]]:
     from components import synthetic
 
     try:
-        ratings = datasets.DATASETS["ml-100k"][0]()
+        ratings = datasets.DATASETS["ml-100k"]()
     except datasets.DatasetUnavailable:
         ratings = synthetic.generate_ratings()
     rows = np.random.default_rng(seed).choice(len(ratings), size=count, replace=True)
@@ -69,7 +54,7 @@ def time_calls(call, inputs: Sequence, warmup: int) -> List[float]:
     return seconds
 
 
-def measure(
+def time_signature(
     model_dir: str, batch_sizes: Sequence[int], calls: Dict[int, int], threads: int
 ) -> Dict:
     import tensorflow as tf
@@ -84,7 +69,7 @@ def measure(
 
     largest = max(calls.get(b, 100) * b for b in batch_sizes)
     users, movies = example_ids(min(largest, 200_000))
-    serialized = serialized_examples(users, movies)
+    serialized = serialized_examples(zip(users, movies)).numpy().tolist()
 
     def call_signature(batch):
         # .numpy() waits for the result and copies it out, as a server would.
@@ -100,15 +85,15 @@ def measure(
         starts = len(serialized) - batch_size + 1
         batches = [serialized[(i * batch_size) % starts :][:batch_size] for i in range(count)]
         tensors = [tf.constant(b) for b in batches]
-        with speed_tools.timed() as timing:
+        with measure.timed() as timing:
             seconds = time_calls(call_signature, tensors, WARMUP_CALLS if batch_size == 1 else 20)
-        summary = speed_tools.latency_summary(seconds)
+        summary = measure.latency_summary(seconds)
         summary["examples_per_second_at_p50"] = round(batch_size / (summary["p50_ms"] / 1000))
         # The same calls with the request's bytes turned into a tensor inside the timing.
         from_bytes = time_calls(lambda b: call_signature(tf.constant(b)), batches[:count], 0)
         results[f"batch_{batch_size}"] = {
             **summary,
-            "including_tensor_from_bytes": speed_tools.latency_summary(from_bytes),
+            "including_tensor_from_bytes": measure.latency_summary(from_bytes),
             "load_1min_start": timing.load_1min_start,
             "load_1min_end": timing.load_1min_end,
         }
@@ -126,8 +111,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     calls = {b: args.calls or DEFAULT_CALLS.get(b, 100) for b in batch_sizes}
-    result = measure(args.model, batch_sizes, calls, args.threads)
-    result["peak_rss_gb"] = round(speed_tools.peak_rss_bytes() / speed_tools.GIB, 3)
+    result = time_signature(args.model, batch_sizes, calls, args.threads)
+    result["peak_rss_gb"] = round(measure.peak_rss_bytes() / measure.GIB, 3)
     print("SERVING_RESULT " + json.dumps(result), flush=True)
     return 0
 

@@ -106,19 +106,22 @@ def fit(
     seed: int,
     jit_compile="auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    steps_per_execution: int = 1,
     validate: bool = True,
     verbose: int = 0,
 ) -> tuple[keras.Model, Dict[str, List[float]]]:
     """Builds ``config`` with ``seed`` and fits it on the train split: (model, history).
 
     ``validate`` scores the eval split after every epoch (``val_rmse`` etc. in
-    the history), which early stopping needs.
+    the history), which early stopping needs. The pipeline's Trainer runs
+    ``trainer.task.STEPS_PER_EXECUTION`` steps per execution (the same math).
     """
     config = config.replace(seed=seed)
     keras.utils.set_random_seed(seed)
     model = model_lib.build_model(config, data.user_counts, data.movie_counts, data.mean_rating)
     if uses_xla(model, jit_compile):
         model.jit_compile = True
+    model.steps_per_execution = steps_per_execution
     train_data, steps = train_batches(
         data.train_users, data.train_movies, data.train_ratings, config.batch_size, seed
     )
@@ -152,7 +155,7 @@ def train_once(
                 restore_best_weights=True,
             )
         )
-    model, history = fit(config, data, seed, jit_compile, callbacks, validate=True, verbose=verbose)
+    model, history = fit(config, data, seed, jit_compile, callbacks, verbose=verbose)
     seconds = time.perf_counter() - started
     val_rmse = [float(v) for v in history["val_rmse"]]
     best = int(np.argmin(val_rmse))
