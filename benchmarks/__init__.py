@@ -1,4 +1,4 @@
-"""Quality and ablation benchmarks of the embedding techniques (see README.md)."""
+"""Quality and speed benchmarks of the embedding techniques and the pipeline (see README.md)."""
 
 import os
 

@@ -9,6 +9,7 @@ train split map to the single out-of-vocabulary index, the vocabulary size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -73,6 +74,16 @@ def _movielens_100k() -> movielens.Ratings:
     return movielens.read_ratings(folder)
 
 
+def _ml_100k_shaped(**spectrum) -> Callable[[], movielens.Ratings]:
+    return functools.partial(synthetic.generate_ratings, 943, 1682, 100_000, **spectrum)
+
+
+# The calibration group's ML-100K-shaped sets: the first generator's flat
+# rank-10 spectrum, then factor strengths falling as (k + 1) ** -decay.
+CALIBRATION_SETS = ("synthetic-100k-flat",) + tuple(
+    f"synthetic-100k-decay-{d:g}" for d in (0.25, 0.5, 0.75, 1, 1.5, 2)
+)
+
 # name -> how its ratings are made
 DATASETS: Dict[str, Callable[[], movielens.Ratings]] = {
     "ml-100k": _movielens_100k,
@@ -82,6 +93,11 @@ DATASETS: Dict[str, Callable[[], movielens.Ratings]] = {
     "synthetic-large": lambda: synthetic.generate_ratings(
         500_000, 50_000, 3_000_000, min_ratings_per_user=1
     ),
+    "synthetic-100k-flat": _ml_100k_shaped(spectrum_decay=0.0, latent_dim=10),
+    **{
+        name: _ml_100k_shaped(spectrum_decay=float(name.split("-")[-1]))
+        for name in CALIBRATION_SETS[1:]
+    },
 }
 
 

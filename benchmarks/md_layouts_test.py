@@ -70,3 +70,16 @@ def test_a_budget_below_one_dim_per_id_is_an_error():
         md_layouts.per_count_layout(data, 10)
     with pytest.raises(ValueError, match="1 dim per id"):
         md_layouts.threshold_layout(data, 10)
+
+
+def test_every_layout_is_compared_with_the_uniform_table():
+    rows = md_layouts.entries(_toy())
+    assert [e.config for e in rows] == [
+        "uniform",
+        "md_preset",
+        "md_alpha_0.3",
+        "per_count",
+        "threshold",
+    ]
+    assert [e.versus for e in rows] == [None] + ["uniform"] * 4
+    assert rows[2].model.user_embedding["alpha"] == 0.3

@@ -1,7 +1,14 @@
-"""Rows of the quality benchmark are labelled by the tables they build (no training)."""
+"""The quality command's rows, groups and a tiny end-to-end run of each kind of group."""
 
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import ablation
+from benchmarks import datasets
 from benchmarks import quality
-from benchmarks import report
+from components import synthetic
 from trainer import model as model_lib
 
 # Zipf-like popularity: the alpha rule gives the blocks different widths.
@@ -14,35 +21,102 @@ def _tables(config):
 
 
 def _entry(config):
-    return next(e for e in quality.entries([8, 16, 32]) if e.config == config)
+    return next(e for e in quality.entries() if e.config == config)
 
 
-def test_md_rows_report_their_block_dims():
+def test_compressed_rows_are_compared_with_the_uniform_table_of_their_budget():
+    rows = quality.entries()
+    assert [e.config for e in rows[:3]] == ["seed_baseline", "seed_qr_md", "baseline"]
+    for entry in rows[3:]:
+        expected = None if entry.technique == "uniform" else f"uniform_{entry.budget}x"
+        assert entry.versus == expected, entry.config
+    assert _entry("uniform_8x").model.embedding_dim == 8
+
+
+def test_md_rows_report_their_block_dims_and_one_width_counts_as_uniform():
     entry = _entry("md_16x")
     dims = quality.block_dims(_tables(entry.model))
-    assert set(dims) == {"user_id", "movie_id"}
-    assert all(len(d) == 4 for d in dims.values())
+    assert set(dims) == {"user_id", "movie_id"} and all(len(d) == 4 for d in dims.values())
     assert quality.block_dims(_tables(_entry("uniform_16x").model)) == {}
-
-
-def test_an_md_row_whose_blocks_all_have_one_width_counts_as_uniform():
-    entry = _entry("md_16x")
     assert quality.built_technique("md", _tables(entry.model)) == "md"
     one_width = entry.model.replace(
         user_embedding={"type": "md", "blocks": 4, "dims": [4, 4, 4, 4]},
         movie_embedding={"type": "md", "blocks": 2, "dims": [4, 4]},
     )
     assert quality.built_technique("md", _tables(one_width)) == "uniform"
-    # A QR tail keeps a table compressed whatever its block widths.
     with_tail = one_width.replace(
         movie_embedding={"type": "md", "blocks": 2, "dims": [4, 4], "tail_qr": {}}
     )
     assert quality.built_technique("md", _tables(with_tail)) == "md"
-    assert quality.built_technique("qr", _tables(one_width)) == "qr"
 
 
-def test_the_markdown_lists_md_block_dims():
-    row = {"block_dims": {"user_id": [6, 5], "movie_id": [6, 3]}}
-    assert report._dims_text(row) == "6 5; 6 3"
-    assert report._dims_text({"block_dims": {"movie_id": [6, 3]}}) == "-; 6 3"
-    assert report._dims_text({}) == ""
+def test_at_budget_scales_every_compression_of_a_preset():
+    assert _entry("md_qr_32x").model.user_embedding["compression"] == 32 * 16 / 64
+    spec = {"compression": 4.0, "tail_qr": {"operation": "mult", "compression": 4.0}}
+    assert quality.scale_compression(spec, 8.0) == {
+        "compression": 8.0,
+        "tail_qr": {"operation": "mult", "compression": 8.0},
+    }
+    assert spec["compression"] == 4.0  # the preset's own spec is left alone
+
+
+def test_ablation_ladder_compares_with_the_row_before_the_rest_with_their_reference():
+    rows = ablation.entries()
+    groups = {}
+    for entry in rows:
+        groups.setdefault(entry.group, []).append(entry)
+    assert list(groups) == ["full ladder", "full, one change", "16x, one change"]
+    ladder = groups["full ladder"]
+    assert [e.versus for e in ladder[1:]] == [e.config for e in ladder[:-1]]
+    assert ladder[-1].model.batch_size == 512 and ladder[-1].model.use_biases
+    for name in ("full, one change", "16x, one change"):
+        reference, *others = groups[name]
+        assert reference.versus is None and {e.versus for e in others} == {reference.config}
+    # Row names are unique within a group, so a comparison finds its row.
+    assert all(len({e.config for e in g}) == len(g) for g in groups.values())
+
+
+def test_frequency_ranks_index_ids_as_transform_does():
+    ids = np.array(["b", "a", "b", "c", "a", "b", "d"])
+    indices, counts = datasets.frequency_ranks(ids, np.arange(6))  # "d" only in eval
+    assert counts == [3, 2, 1]
+    assert indices.tolist() == [0, 1, 0, 2, 1, 0, 3]
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """A small generated data set, trained 3 epochs."""
+    make = lambda: synthetic.generate_ratings(50, 60, 2000, min_ratings_per_user=5)  # noqa: E731
+    monkeypatch.setitem(datasets.DATASETS, "tiny", make)
+    monkeypatch.setitem(quality.RECIPES, "tiny", quality.Recipe(max_epochs=3))
+    return "tiny"
+
+
+def test_a_quality_run_writes_its_rows_and_machine(tiny, tmp_path):
+    argv = ["--datasets", tiny, "--seeds", "2", "--configs", "uniform_16x,md_16x"]
+    assert quality.main(argv + ["--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "quality.json").read_text())
+    assert payload["machine"]["nproc"] >= 1 and "git_head" in payload["machine"]
+    uniform, md = payload["rows"]
+    assert (uniform["config"], md["config"], md["versus"]) == (
+        "uniform_16x",
+        "md_16x",
+        "uniform_16x",
+    )
+    assert uniform["seeds"] == 2 and 1 <= uniform["best_epoch"] <= 3
+    assert 0.5 < uniform["val_rmse"] < 2 and uniform["model"]["epochs"] == 3
+    assert uniform["compression"] == pytest.approx(16, rel=0.01)
+
+
+def test_a_sparsity_run_scores_each_activity_bucket(tiny, tmp_path):
+    assert quality.main(["--group", "sparsity", "--datasets", tiny, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "sparsity.json").read_text())["rows"]
+    labels = {r["regularization"] for r in rows}
+    assert labels == {"per-lookup L2 0.04 only", "its own (l2 0.02, l2_per_id 5)"}
+    assert all(r["epochs"] == 3 and r["rmse_tables_zeroed"] > 0 for r in rows)
+    assert [r["user_train_ratings"] for r in rows][-1] == "all"
+
+
+def test_an_unknown_data_set_is_refused():
+    with pytest.raises(SystemExit):
+        quality.main(["--datasets", "nonsense"])

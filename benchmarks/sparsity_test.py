@@ -1,3 +1,5 @@
+import types
+
 import numpy as np
 
 from benchmarks import quality
@@ -27,9 +29,12 @@ def test_each_data_set_compares_its_own_prior_with_a_per_lookup_l2_alone():
         ("ml-100k", model_config.UNIFORM_16X.l2_per_id),
         ("synthetic-large", quality.RECIPES["synthetic-large"].regularization["l2_per_id"]),
     ]:
-        settings = sparsity.regularizations(name)
-        assert list(settings.values()) == [sparsity.PER_LOOKUP_ONLY, {}], name
-        assert f"l2_per_id {prior:g}" in list(settings)[1], name
+        rows = sparsity.entries(types.SimpleNamespace(name=name))
+        assert [r.overrides for r in rows] == [
+            {"early_stopping_patience": 0, **sparsity.PER_LOOKUP_ONLY},
+            {"early_stopping_patience": 0},
+        ], name
+        assert f"l2_per_id {prior:g}" in rows[1].config, name
     # synthetic-1m's recipe turns the prior off: only its own setting is trained.
-    (own,) = sparsity.regularizations("synthetic-1m")
-    assert "l2_per_id" not in own and "l2 0.03" in own
+    (own,) = sparsity.entries(types.SimpleNamespace(name="synthetic-1m"))
+    assert "l2_per_id" not in own.config and "l2 0.03" in own.config

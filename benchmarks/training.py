@@ -23,7 +23,6 @@ from components import features
 from trainer import embeddings
 from trainer import model as model_lib
 from trainer import task
-from trainer.md_embedding import MDEmbedding
 from trainer.model_config import ModelConfig
 
 # Eval batches are only forward passes; big ones cost nothing in quality.
@@ -96,7 +95,7 @@ def uses_xla(model: keras.Model, jit_compile) -> bool:
     if jit_compile != "auto":
         return bool(jit_compile)
     return not any(
-        isinstance(layer, MDEmbedding) for layer in model_lib.embedding_layers(model).values()
+        hasattr(layer, "block_dims") for layer in model_lib.embedding_layers(model).values()
     )
 
 
