@@ -195,30 +195,25 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
         from tfx.extensions.google_cloud_ai_platform.trainer.component import (  # pylint: disable=g-import-not-at-top
             Trainer as trainer_class,
         )
-    trainer = trainer_class(
-        run_fn=configs.RUN_FN,
-        examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        custom_config={
-            "model": dataclasses.asdict(config.model),
-            "code_fingerprint": code,
-            **(config.vertex_training or {}),
-        },
-    )
-    comparison = []
-    if config.compare_full_model:
-        full_model_trainer = trainer_class(
+    def trainer_of(model):
+        return trainer_class(
             run_fn=configs.RUN_FN,
             examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
             custom_config={
-                "model": dataclasses.asdict(configs.full_table_model(config.model)),
+                "model": dataclasses.asdict(model),
                 "code_fingerprint": code,
                 **(config.vertex_training or {}),
             },
-        ).with_id(configs.FULL_MODEL_TRAINER_ID)
+        )
+
+    trainer = trainer_of(config.model)
+    comparison = []
+    if config.compare_full_model:
+        full_model_trainer = trainer_of(configs.full_table_model(config.model)).with_id(
+            configs.FULL_MODEL_TRAINER_ID
+        )
         # Measures only: its blessing output records no decision, so neither
         # the Pusher nor the latest-blessed-model lookup depends on it.
         compression_evaluator = Evaluator(
