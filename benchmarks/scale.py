@@ -8,7 +8,7 @@ so the loss has something to fit.
 
 Paths (``--path``):
 
-* ``qr_layer``: users through ``trainer.qr_embedding.QREmbedding`` (base
+* ``qr_layer``: users through ``trainer.embeddings.qr_layer.QREmbedding`` (base
   ``ceil(sqrt(n))``, element-wise product of quotient and remainder rows),
   movies through a plain table, dot product, ``sigmoid * 5``, MSE, Adam.
 * ``build_model``: the project's model builder ``trainer.model.build_model``
@@ -39,7 +39,7 @@ from benchmarks import measure
 from components import features
 from trainer import model as model_lib
 from trainer import model_config
-from trainer import qr_embedding
+from trainer.embeddings import qr_layer
 
 PATHS = ("qr_layer", "build_model", "build_model_no_biases", "full")
 NUM_MOVIES = 3706
@@ -81,7 +81,7 @@ def qr_layer_model(num_ids: int, full_user_table: bool = False) -> keras.Model:
     if full_user_table:
         user_table = keras.layers.Embedding(num_ids, EMBEDDING_DIM, name="user_embedding")
     else:
-        user_table = qr_embedding.QREmbedding(num_ids, EMBEDDING_DIM, name="user_embedding")
+        user_table = qr_layer.QREmbedding(num_ids, EMBEDDING_DIM, name="user_embedding")
     user_vector = keras.layers.Flatten()(user_table(user_index))
     movie_vector = keras.layers.Flatten()(
         keras.layers.Embedding(NUM_MOVIES, EMBEDDING_DIM, name="movie_embedding")(movie_index)

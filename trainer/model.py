@@ -15,9 +15,10 @@ import numpy as np
 
 from components import features
 from trainer import embeddings
-from trainer.md_embedding import MDEmbedding
 from trainer.model_config import ModelConfig
 from trainer.model_config import RATING_HEADS
+
+embeddings.register_layers()
 
 
 @keras.saving.register_keras_serializable(package="memrec")
@@ -236,37 +237,25 @@ def id_embeddings(
 ) -> Dict[str, keras.layers.Layer]:
     """The user and movie embedding layers, keyed by raw feature name.
 
-    When both tables are MD with nested projections, a pair scores over
-    ``min(user dim, movie dim)`` coordinates, so dims past the other table's
-    widest block would be stored, trained and never used. A table with such
-    dims is rebuilt with ``max_dim`` at the other's widest, and its budget
-    goes to its narrower blocks instead.
+    Both tables are resolved together (``trainer.embeddings.build_tables``),
+    so two tables that zero-pad narrow rows are cut to the width they meet in.
     """
-    specs = {features.USER_ID: config.user_embedding, features.MOVIE_ID: config.movie_embedding}
-    counts = {features.USER_ID: user_counts, features.MOVIE_ID: movie_counts}
-    names = {features.USER_ID: "user_embedding", features.MOVIE_ID: "movie_embedding"}
-
-    def build(feature, spec):
-        return embeddings.build_embedding(
-            spec,
-            counts[feature],
-            features.NUM_OOV_BUCKETS,
-            config.embedding_dim,
-            name=names[feature],
-            initializer=_initializer(config),
-        )
-
-    layers = {feature: build(feature, spec) for feature, spec in specs.items()}
-    if all(_nested_md(layer) for layer in layers.values()):
-        shared = min(max(layer.block_dims) for layer in layers.values())
-        for feature, layer in layers.items():
-            if max(layer.block_dims) > shared and specs[feature].get("dims") is None:
-                layers[feature] = build(feature, {**specs[feature], "max_dim": shared})
-    return layers
-
-
-def _nested_md(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, MDEmbedding) and layer.projection == "nested"
+    sides = {
+        "user_embedding": (features.USER_ID, config.user_embedding, user_counts),
+        "movie_embedding": (features.MOVIE_ID, config.movie_embedding, movie_counts),
+    }
+    tables = embeddings.build_tables(
+        {name: spec for name, (_, spec, _) in sides.items()},
+        {
+            name: embeddings.Vocabulary.of(counts, features.NUM_OOV_BUCKETS)
+            for name, (_, _, counts) in sides.items()
+        },
+        config.embedding_dim,
+    )
+    return {
+        feature: tables[name].build(name, initializer=_initializer(config))
+        for name, (feature, _, _) in sides.items()
+    }
 
 
 def _initializer(config: ModelConfig):

@@ -7,11 +7,12 @@ stores ``custom_config`` as JSON in ML Metadata.
 
 import dataclasses
 import json
-import math
-import numbers
 from typing import Any, Dict, Optional
 
 from trainer import embeddings
+from trainer.embeddings.spec import is_int as _is_int
+from trainer.embeddings.spec import is_number as _is_number
+from trainer.embeddings.spec import shown as _shown
 
 # How a score becomes a rating; see ModelConfig.rating_head.
 RATING_HEADS = ("sigmoid", "linear")
@@ -32,25 +33,6 @@ class SettingError(ValueError):
         super().__init__(message)
         self.setting = setting
         self.detail = message if detail is None else detail
-
-
-def _shown(value: Any) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +124,7 @@ class ModelConfig:
         (the runners' ``--model-settings``, the Trainer's ``custom_config``)
         are all checked before anything is built. What depends on the data
         (a table larger than the vocabulary allows) is settled by
-        ``trainer.embeddings.build_embedding`` in the Trainer.
+        ``trainer.embeddings.build_tables`` in the Trainer.
 
         Raises:
           SettingError: naming the setting and what it allows, in one line.
@@ -213,7 +195,7 @@ class ModelConfig:
         integer("seed", 0, _MAX_SEED)
         for name in ("user_embedding", "movie_embedding"):
             try:
-                embeddings.validate_spec(getattr(self, name), self.embedding_dim)
+                embeddings.parse(getattr(self, name), self.embedding_dim)
             except embeddings.SpecError as error:
                 raise SettingError(name, f"{name}: {error}", detail=str(error)) from None
 

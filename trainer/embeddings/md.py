@@ -1,7 +1,8 @@
-"""Mixed-dimension (MD) embedding.
+"""Mixed-dimension (MD): the spec, its block and dim solvers, the tables it sizes.
 
 Ginart et al., "Mixed Dimension Embeddings with Application to
-Memory-Efficient Recommendation Systems" (arXiv 1909.11810).
+Memory-Efficient Recommendation Systems" (arXiv 1909.11810); the layer is
+``md_layer.MDEmbedding``.
 
 The vocabulary is sorted by frequency (id 0 = most popular), so it can be cut
 into contiguous blocks ``[offsets[i], offsets[i+1])`` from head to tail.  Block
@@ -47,28 +48,35 @@ Blocking helpers return offsets ``[0, b_1, ..., n]``: strictly increasing with
 every block non-empty.
 """
 
+import dataclasses
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, Tuple
 
-import keras
-from keras import ops
 import numpy as np
 
-# tf.dynamic_partition / tf.dynamic_stitch have no keras.ops equivalent; they
-# let each id be embedded once, by its own block only.
-import tensorflow as tf
+from trainer.embeddings.qr import QRSpec
+from trainer.embeddings.qr import QRTable
+from trainer.embeddings.spec import Spec
+from trainer.embeddings.spec import SpecError
+from trainer.embeddings.spec import SpecVocabularyError
+from trainer.embeddings.spec import Table
+from trainer.embeddings.spec import Vocabulary
+from trainer.embeddings.spec import is_int
+from trainer.embeddings.spec import is_number
+from trainer.embeddings.spec import plural
+from trainer.embeddings.spec import rows_text
+from trainer.embeddings.spec import shown
 
-from trainer.qr_embedding import QREmbedding
-from trainer.qr_embedding import ids_output_shape
-from trainer.qr_embedding import per_table_initializer
-from trainer.qr_embedding import prepare_ids
+PROJECTIONS = ("learned", "nested")
+DEFAULT_BLOCKS = 4
+DEFAULT_ALPHA = 0.3
 
 
 # ---------------------------------------------------------------------------
 # Block boundaries.
 
 
-def _check_offsets(offsets: Sequence[int], n: int) -> List[int]:
+def check_offsets(offsets: Sequence[int], n: int) -> List[int]:
     offsets = [int(o) for o in offsets]
     if len(offsets) < 2:
         raise ValueError(f"need at least one block, got offsets {offsets}")
@@ -94,7 +102,7 @@ def _spread(cuts: Sequence[int], n: int) -> List[int]:
         offsets[i] = max(offsets[i], offsets[i - 1] + 1)
     for i in range(num_blocks - 1, 0, -1):
         offsets[i] = min(offsets[i], offsets[i + 1] - 1)
-    return _check_offsets(offsets, n)
+    return check_offsets(offsets, n)
 
 
 def block_boundaries_equal_mass(counts: Sequence[float], num_blocks: int) -> List[int]:
@@ -155,7 +163,7 @@ def block_boundaries_from_counts(n: int, sizes: Sequence[int]) -> List[int]:
         raise ValueError(f"block sizes must be >= 1, got {sizes}")
     if sum(sizes) != n:
         raise ValueError(f"block sizes sum to {sum(sizes)}, expected {n}")
-    return _check_offsets(np.concatenate([[0], np.cumsum(sizes)]).tolist(), n)
+    return check_offsets(np.concatenate([[0], np.cumsum(sizes)]).tolist(), n)
 
 
 def block_popularity(counts: Sequence[float], offsets: Sequence[int]) -> List[float]:
@@ -236,9 +244,6 @@ def alpha_power_dims(
     return dims
 
 
-PROJECTIONS = ("learned", "nested")
-
-
 def check_projection(projection: str) -> str:
     if projection not in PROJECTIONS:
         raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
@@ -289,11 +294,10 @@ def widen_to_budget(
 ) -> List[int]:
     """``dims`` with the budget that integer rounding left over spent.
 
-    The alpha rule scales one head dim, so the widest fitting head can leave
-    a fifth of the budget unused (8 blocks at 16x on ML-100K: 8,440 of
-    10,416).  Passes over the blocks, head first, add one dim to each block
-    that still fits, keeping dims non-increasing from head to tail and at
-    most ``max_dim``, until no block can grow.
+    The alpha rule scales one head dim, so the widest head that fits can leave
+    much of the budget unused.  Passes over the blocks, head first, add one
+    dim to each block that still fits, keeping dims non-increasing from head
+    to tail and at most ``max_dim``, until no block can grow.
     """
     dims = [int(d) for d in dims]
     if cost(dims) > param_budget:
@@ -311,237 +315,293 @@ def widen_to_budget(
     return dims
 
 
-def alpha_power_dims_for_budget(
-    block_rows: Sequence[int],
-    block_popularity: Sequence[float],
-    alpha: float,
-    output_dim: int,
-    param_budget: int,
-    round_to_power_of_two: bool = False,
-    min_dim: int = 1,
-    projection: str = "learned",
-) -> List[int]:
-    """Alpha-rule dims with the widest head that fits ``param_budget``.
-
-    Finds the largest head dim ``base_dim <= output_dim`` such that
-    ``md_param_count(block_rows, dims, output_dim, projection) <=
-    param_budget`` where
-    ``dims = alpha_power_dims(block_popularity, alpha, base_dim, ...)``.
-
-    Raises:
-      ValueError: if even ``base_dim = min_dim`` exceeds the budget.
-    """
-    return largest_fitting_dims(
-        lambda base: alpha_power_dims(
-            block_popularity, alpha, base, round_to_power_of_two, min_dim
-        ),
-        lambda dims: md_param_count(block_rows, dims, output_dim, projection),
-        output_dim,
-        param_budget,
-        min_dim,
-    )
-
-
 # ---------------------------------------------------------------------------
-# The layer.
+# The spec and the table it resolves into.
 
 
-_TAIL_QR_RESERVED = ("input_dim", "output_dim")
+@dataclasses.dataclass(frozen=True)
+class MDTable(Table):
+    """A resolved MD table: block offsets and dims, and the QR table of its
+    last block when that is one."""
 
-
-@keras.saving.register_keras_serializable(package="memrec")
-class MDEmbedding(keras.layers.Layer):
-    """Mixed-dimension embedding over contiguous, frequency-sorted id blocks.
-
-    Args:
-      block_offsets: ``[0, b_1, ..., input_dim]``, strictly increasing; block
-        i holds ids ``[block_offsets[i], block_offsets[i+1])``.
-      block_dims: width ``d_i`` of each block's table, ``1 <= d_i <=
-        output_dim``.
-      output_dim: width of the returned embedding.
-      projection: how blocks narrower than ``output_dim`` reach it:
-        "learned" (a bias-free ``d_i x output_dim`` weight) or "nested" (zero
-        padding; no weight).  See the module docstring.
-      tail_qr: optional dict of ``QREmbedding`` kwargs (e.g.
-        ``{"num_buckets": 32, "operation": "mult"}``; not input_dim or
-        output_dim).  When set, the last block is a QREmbedding of
-        ``block size`` ids and width ``d_last`` instead of a plain table: MD
-        for the head, QR for the long tail.  It inherits
-        ``embeddings_regularizer`` unless the dict sets its own, and keeps
-        QREmbedding's own default initializer.
-      embeddings_initializer: initializer of the block tables; default
-        "uniform" (keras.layers.Embedding's default).
-      embeddings_regularizer: optional regularizer for the block tables.
-      projection_initializer: initializer of learned projections; default
-        "glorot_uniform".
-
-    Input: integer ids of shape ``[batch]`` or ``[batch, 1]``.
-    Output: ``[batch, output_dim]``.
-
-    Each id is embedded once, by its own block: the batch is partitioned by
-    block, gathered (and projected) per block, and stitched back in order.
-    """
-
-    def __init__(
-        self,
-        block_offsets: Sequence[int],
-        block_dims: Sequence[int],
-        output_dim: int,
-        projection: str = "learned",
-        tail_qr: Optional[Dict[str, Any]] = None,
-        embeddings_initializer="uniform",
-        embeddings_regularizer=None,
-        projection_initializer="glorot_uniform",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.output_dim = int(output_dim)
-        self.projection = check_projection(projection)
-        block_offsets = [int(o) for o in block_offsets]
-        self.block_offsets = _check_offsets(
-            block_offsets, block_offsets[-1] if block_offsets else 0
-        )
-        self.input_dim = self.block_offsets[-1]
-        self.block_dims = [int(d) for d in block_dims]
-        if len(self.block_dims) != len(self.block_offsets) - 1:
-            raise ValueError(
-                f"{len(self.block_offsets) - 1} blocks need as many dims, got "
-                f"block_dims={self.block_dims}"
-            )
-        for d in self.block_dims:
-            if not 1 <= d <= self.output_dim:
-                raise ValueError(
-                    f"block dims must be in [1, output_dim={self.output_dim}], "
-                    f"got {self.block_dims}"
-                )
-        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
-        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
-        self.projection_initializer = keras.initializers.get(projection_initializer)
-        self.tail_qr = None if tail_qr is None else dict(tail_qr)
-        self._tail = None
-        if self.tail_qr is not None:
-            for key in _TAIL_QR_RESERVED:
-                if key in self.tail_qr:
-                    raise ValueError(f"tail_qr must not set {key!r}: it comes from the last block")
-            qr_kwargs = dict(self.tail_qr)
-            if embeddings_regularizer is not None:
-                qr_kwargs.setdefault("embeddings_regularizer", embeddings_regularizer)
-            self._tail = QREmbedding(
-                input_dim=self.block_offsets[-1] - self.block_offsets[-2],
-                output_dim=self.block_dims[-1],
-                name="tail_qr",
-                **qr_kwargs,
-            )
+    offsets: Tuple[int, ...]
+    dims: Tuple[int, ...]
+    output_dim: int
+    projection: str = "learned"
+    tail: Optional[QRTable] = None
 
     @property
-    def num_blocks(self) -> int:
-        return len(self.block_dims)
+    def rows(self) -> List[int]:
+        return [hi - lo for lo, hi in zip(self.offsets[:-1], self.offsets[1:])]
 
-    def _block_rows(self, i: int) -> int:
-        return self.block_offsets[i + 1] - self.block_offsets[i]
+    @property
+    def padded_width(self) -> Optional[int]:
+        return max(self.dims) if self.projection == "nested" else None
 
-    def _has_projection(self, i: int) -> bool:
-        return self.projection == "learned" and self.block_dims[i] < self.output_dim
+    @property
+    def params(self) -> int:
+        """Tables and learned projections, the tail's QR tables in place of its rows."""
+        total = md_param_count(self.rows, self.dims, self.output_dim, self.projection)
+        if self.tail is not None:
+            total += self.tail.params - self.rows[-1] * self.dims[-1]
+        return total
 
-    def _has_table(self, i: int) -> bool:
-        return not (self._tail is not None and i == self.num_blocks - 1)
+    def layer(self, name, initializer=None, regularizer=None):
+        from trainer.embeddings.md_layer import MDEmbedding
 
-    def build(self, input_shape=None):
-        # Shapes depend only on the constructor arguments.
-        self._block_tables = []
-        self._projections = []
-        for i, d in enumerate(self.block_dims):
-            table = None
-            if self._has_table(i):
-                table = self.add_weight(
-                    name=f"block_{i}_embeddings",
-                    shape=(self._block_rows(i), d),
-                    initializer=per_table_initializer(self.embeddings_initializer, i),
-                    regularizer=self.embeddings_regularizer,
-                )
-            projection = None
-            if self._has_projection(i):
-                projection = self.add_weight(
-                    name=f"block_{i}_projection",
-                    shape=(d, self.output_dim),
-                    initializer=per_table_initializer(self.projection_initializer, i),
-                )
-            self._block_tables.append(table)
-            self._projections.append(projection)
-        if self._tail is not None:
-            self._tail.build()
-        self.built = True
-
-    def _embed_block(self, i: int, local_ids):
-        if self._has_table(i):
-            vectors = ops.take(self._block_tables[i], local_ids, axis=0)
-        else:
-            vectors = self._tail(local_ids)
-        if self._projections[i] is not None:
-            vectors = ops.matmul(vectors, self._projections[i])
-        elif self.block_dims[i] < self.output_dim:
-            vectors = ops.pad(vectors, [[0, 0], [0, self.output_dim - self.block_dims[i]]])
-        return vectors
-
-    def call(self, inputs):
-        ids = prepare_ids(inputs, self.input_dim)
-        if self.num_blocks == 1:
-            return self._embed_block(0, ids)
-        flat = ops.reshape(ids, (-1,))
-        # Block index = number of interior offsets the id has reached.
-        block = ops.zeros_like(flat, dtype="int32")
-        for lo in self.block_offsets[1:-1]:
-            block = block + ops.cast(ops.greater_equal(flat, lo), "int32")
-        positions = ops.arange(ops.shape(flat)[0], dtype="int32")
-        # tf.dynamic_partition / tf.dynamic_stitch: no keras.ops equivalent.
-        id_parts = tf.dynamic_partition(flat, block, self.num_blocks)
-        position_parts = tf.dynamic_partition(positions, block, self.num_blocks)
-        vectors = [
-            self._embed_block(i, id_parts[i] - self.block_offsets[i])
-            for i in range(self.num_blocks)
-        ]
-        stitched = tf.dynamic_stitch(position_parts, vectors)
-        return ops.reshape(stitched, tuple(ops.shape(ids)) + (self.output_dim,))
-
-    def compute_output_shape(self, input_shape):
-        return ids_output_shape(input_shape, self.output_dim)
-
-    def tables(self) -> List[Dict[str, Any]]:
-        """Tables and projections: ``[{"name", "rows", "dim"}, ...]``."""
-        out = []
-        for i, d in enumerate(self.block_dims):
-            if self._has_table(i):
-                out.append({"name": f"block_{i}", "rows": self._block_rows(i), "dim": d})
-            else:
-                out.extend({**t, "name": f"block_{i}_qr_{t['name']}"} for t in self._tail.tables())
-            if self._has_projection(i):
-                out.append({"name": f"block_{i}_projection", "rows": d, "dim": self.output_dim})
-        return out
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "block_offsets": list(self.block_offsets),
-                "block_dims": list(self.block_dims),
-                "output_dim": self.output_dim,
-                "projection": self.projection,
-                "tail_qr": self.tail_qr,
-                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
-                "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer),
-                "projection_initializer": keras.initializers.serialize(self.projection_initializer),
-            }
+        tail = self.tail
+        return MDEmbedding(
+            block_offsets=list(self.offsets),
+            block_dims=list(self.dims),
+            output_dim=self.output_dim,
+            projection=self.projection,
+            tail_qr=None
+            if tail is None
+            else dict(
+                num_buckets=tail.num_buckets,
+                num_partitions=tail.num_partitions,
+                operation=tail.operation,
+            ),
+            embeddings_regularizer=regularizer,
+            name=name,
+            **({} if initializer is None else {"embeddings_initializer": initializer}),
         )
-        return config
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key, module in (
-            ("embeddings_initializer", keras.initializers),
-            ("projection_initializer", keras.initializers),
-            ("embeddings_regularizer", keras.regularizers),
-        ):
-            if config.get(key) is not None:
-                config[key] = module.deserialize(config[key])
-        return cls(**config)
+
+@dataclasses.dataclass
+class MDSpec(Spec):
+    """``{"type": "md", ...}``: mixed-dimension blocks (module docstring).
+
+    Blocking, at most one of (OOV rows always join the last block):
+      blocks (int >= 1 | None, default 4, or ``len(dims)`` with dims): that
+        many blocks, cut to hold equal frequency mass.
+      block_fractions (list of numbers > 0 | None): the fraction of the
+        vocabulary's ids in each block, head first; sums to 1.
+      block_sizes (list of ints >= 1 | None): rows per block, head first;
+        sums to the vocabulary size (OOV rows then join the last block) or to
+        ``input_dim``.
+
+    Dimensions, an explicit list or the alpha power rule:
+      dims (list of ints in [1, output_dim] | None): one dim per block, head
+        first (e.g. [64, 32, 16]); excludes alpha, base_dim, param_budget,
+        compression and max_dim.
+      alpha (number >= 0 | None, default 0.3): the rule's temperature.
+      base_dim (int >= 1 | None, default max_dim): the head block's dim.
+      param_budget (int >= 1 | None): instead of base_dim, the largest head
+        dim whose parameters (tables, learned projections, the tail's QR
+        tables) fit this budget.
+      compression (number > 1 | None): instead of base_dim or param_budget,
+        ``param_budget = floor(input_dim * output_dim / compression)``, a
+        budget that follows the vocabulary.
+      fill_budget (bool, default false): with a budget, spend what integer
+        rounding of the alpha rule left, widening blocks head first with
+        dims kept non-increasing (``widen_to_budget``).
+      max_dim (int in [1, output_dim] | None, default output_dim): cap on
+        every alpha-rule dim.
+      round_to_power_of_two (bool, default false), min_dim (int >= 1,
+        default 1): rounding and floor of alpha-rule dims.
+
+    projection ("learned" | "nested", default "learned"): how blocks narrower
+    than output_dim reach it, a trained projection (counted in the budget) or
+    zero padding (free).
+
+    tail_qr (object | None): make the last (rarest) block a QR table, with
+    ``QRSpec``'s keys but threshold, applied to that block's rows and dim.
+
+    A vocabulary with fewer ids than blocks gets one block per id (explicit
+    dims keep their head, fractions merge their tail); a tail too small for
+    QR stays a plain block; each with a note. ``block_sizes`` that sum to
+    neither the vocabulary nor the table, and a budget too small for the
+    rows, raise ``SpecVocabularyError``.
+    """
+
+    type: ClassVar[str] = "md"
+    layer_module: ClassVar[str] = "trainer.embeddings.md_layer"
+
+    blocks: Optional[int] = None
+    block_fractions: Optional[List[float]] = None
+    block_sizes: Optional[List[int]] = None
+    alpha: Optional[float] = None
+    base_dim: Optional[int] = None
+    param_budget: Optional[int] = None
+    compression: Optional[float] = None
+    dims: Optional[List[int]] = None
+    round_to_power_of_two: bool = False
+    min_dim: int = 1
+    fill_budget: bool = False
+    max_dim: Optional[int] = None
+    projection: str = "learned"
+    tail_qr: Optional[Any] = None  # a QRSpec once validated
+
+    def validate(self, output_dim: Optional[int] = None) -> None:
+        """Checks every key; also turns a ``tail_qr`` object into its ``QRSpec``."""
+        self.check_int("blocks", 1)
+        self.check_list("block_fractions", lambda v: is_number(v) and v > 0, "numbers > 0")
+        fractions = self.block_fractions
+        if fractions is not None and abs(sum(fractions) - 1.0) > 1e-6:
+            raise SpecError(
+                f"block_fractions must sum to 1, got {shown(fractions)} (sum {sum(fractions):g})"
+            )
+        self.check_list("block_sizes", lambda v: is_int(v) and v >= 1, "integers >= 1")
+        self.check_exclusive("blocks", "block_fractions", "block_sizes")
+        self.check_number("alpha", 0, inclusive=True)
+        self.check_int("base_dim", 1)
+        self.check_int("param_budget", 1)
+        self.check_number("compression", 1)
+        self.check_exclusive("base_dim", "param_budget", "compression")
+        self.check_list(
+            "dims",
+            lambda v: is_int(v) and 1 <= v <= (output_dim or v),
+            "integers >= 1"
+            if output_dim is None
+            else f"integers in [1, {output_dim}] (the embedding width)",
+        )
+        self.check_bool("round_to_power_of_two")
+        self.check_int("min_dim", 1)
+        self.check_bool("fill_budget")
+        self.check_int("max_dim", 1, output_dim)
+        self.check_choice("projection", PROJECTIONS)
+        if self.dims is not None:
+            self._check_explicit_dims()
+        widest = self.max_dim if self.max_dim is not None else output_dim
+        limit = "max_dim" if self.max_dim is not None else "the embedding width"
+        if widest is not None and self.base_dim is not None and self.base_dim > widest:
+            raise SpecError(f"base_dim={self.base_dim} exceeds {limit} ({widest})")
+        if self.dims is None and widest is not None and self.min_dim > widest:
+            raise SpecError(f"min_dim={self.min_dim} exceeds {limit} ({widest})")
+        if self.tail_qr is not None and not isinstance(self.tail_qr, QRSpec):
+            self.tail_qr = self._tail_spec(self.tail_qr)
+
+    def _check_explicit_dims(self) -> None:
+        for key in ("alpha", "base_dim", "param_budget", "compression", "max_dim"):
+            if getattr(self, key) is not None:
+                raise SpecError(f"dims (explicit block widths) excludes {key}")
+        for key in ("blocks", "block_fractions", "block_sizes"):
+            value = getattr(self, key)
+            count = value if key == "blocks" or value is None else len(value)
+            if count is not None and count != len(self.dims):
+                raise SpecError(
+                    f"dims {shown(self.dims)} has {len(self.dims)} widths but {key} gives "
+                    f"{count} blocks"
+                )
+
+    @staticmethod
+    def _tail_spec(options: Any) -> QRSpec:
+        if not isinstance(options, Mapping):
+            raise SpecError(
+                f"tail_qr must be a JSON object of QR keys (or null), got {shown(options)}"
+            )
+        try:
+            return QRSpec.from_json(options, where="in tail_qr", exclude=("threshold",))
+        except SpecError as error:
+            raise SpecError(f"tail_qr: {error}") from None
+
+    def capped(self, width: int) -> Optional["MDSpec"]:
+        """No block wider than ``width``; explicit dims stay as they are."""
+        if self.dims is not None:
+            return None
+        return dataclasses.replace(
+            self,
+            max_dim=width,
+            base_dim=None if self.base_dim is None else min(self.base_dim, width),
+            min_dim=min(self.min_dim, width),
+        )
+
+    def _blocking(
+        self, vocab: Vocabulary, notes: List[str]
+    ) -> Tuple[List[int], Optional[List[int]]]:
+        """Block offsets, and the explicit dims for those blocks (or None).
+
+        Asked for more blocks than the vocabulary has ids, the table gets one
+        block per id (``blocks`` and ``dims``: the first ones;
+        ``block_fractions``: the last ones merged) and a note says so.
+        """
+        size, input_dim = vocab.size, vocab.input_dim
+        dims = None if self.dims is None else [int(d) for d in self.dims]
+        if self.block_sizes is not None:
+            sizes = [int(s) for s in self.block_sizes]
+            if sum(sizes) == size and input_dim > size:
+                sizes[-1] += input_dim - size  # OOV rows join the tail
+            elif sum(sizes) != input_dim:
+                raise SpecVocabularyError(
+                    f"block_sizes {shown(self.block_sizes)} sum to {sum(sizes)}, but the table "
+                    f"has {rows_text(input_dim, size)}: they must sum to "
+                    + (f"{size} or {input_dim}" if input_dim > size else str(input_dim))
+                )
+            return block_boundaries_from_counts(input_dim, sizes), dims
+        fractions = self.block_fractions
+        if fractions is not None:
+            asked = len(fractions)
+        elif self.blocks is not None:
+            asked = int(self.blocks)
+        else:
+            asked = len(dims) if dims is not None else DEFAULT_BLOCKS
+        blocks = min(asked, max(size, 1))
+        if blocks < asked:
+            notes.append(
+                f"{plural(asked, 'MD block')} asked for, but the vocabulary has "
+                f"{plural(size, 'id')}: {plural(blocks, 'block')}"
+                + (f", dims {dims[:blocks]}" if dims is not None else "")
+            )
+            if dims is not None:
+                dims = dims[:blocks]
+            if fractions is not None:
+                fractions = list(fractions[: blocks - 1]) + [sum(fractions[blocks - 1 :])]
+        if blocks == 1:
+            offsets = [0, input_dim]
+        elif fractions is not None:
+            offsets = block_boundaries_from_fractions(size, fractions)
+        else:
+            offsets = block_boundaries_equal_mass(vocab.counts, blocks)
+        offsets[-1] = input_dim  # OOV rows join the tail
+        return offsets, dims
+
+    def _budget(self, input_dim: int, output_dim: int) -> Optional[int]:
+        if self.compression is not None:
+            return int(input_dim * output_dim // self.compression)
+        return None if self.param_budget is None else int(self.param_budget)
+
+    def resolve(self, vocab: Vocabulary, output_dim: int, notes: List[str]) -> MDTable:
+        offsets, dims = self._blocking(vocab, notes)
+        rows = offsets[-1] - offsets[-2]
+        tail = self.tail_qr
+        if tail is not None:
+            try:
+                misfit = tail.misfit(rows)
+            except SpecVocabularyError as error:
+                raise SpecVocabularyError(f"tail_qr: {error}") from None
+            if misfit:
+                notes.append(f"tail_qr: {misfit}: the last MD block is a plain table")
+                tail = None
+
+        def table(dims: Sequence[int]) -> MDTable:
+            return MDTable(
+                tuple(offsets),
+                tuple(int(d) for d in dims),
+                output_dim,
+                self.projection,
+                None if tail is None else tail.table(rows, dims[-1]),
+            )
+
+        if dims is not None:
+            return table(dims)
+        max_dim = output_dim if self.max_dim is None else int(self.max_dim)
+        alpha = DEFAULT_ALPHA if self.alpha is None else self.alpha
+        popularity = block_popularity(vocab.counts, offsets)
+
+        def dims_for_base(base: int) -> List[int]:
+            return alpha_power_dims(
+                popularity, alpha, base, bool(self.round_to_power_of_two), int(self.min_dim)
+            )
+
+        budget = self._budget(vocab.input_dim, output_dim)
+        if budget is None:
+            return table(dims_for_base(max_dim if self.base_dim is None else int(self.base_dim)))
+
+        def cost(dims: List[int]) -> int:
+            return table(dims).params
+
+        dims = largest_fitting_dims(dims_for_base, cost, max_dim, budget, int(self.min_dim))
+        if self.fill_budget:
+            dims = widen_to_budget(dims, cost, max_dim, budget)
+        return table(dims)

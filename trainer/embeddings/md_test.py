@@ -1,25 +1,34 @@
-"""Tests for trainer/md_embedding.py."""
+"""Tests for trainer/embeddings/md.py: blocks, the alpha rule, the budget
+solvers, and the MD spec resolved against a vocabulary."""
 
-import keras
-from keras import ops
+import math
+
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from trainer import md_embedding as md
-from trainer.md_embedding import MDEmbedding
-from trainer.qr_embedding import QREmbedding
-from trainer.qr_embedding_test import assert_gradients_reach_every_variable
-from trainer.qr_embedding_test import assert_save_load_round_trip
+from trainer.embeddings import build_tables
+from trainer.embeddings import md
+from trainer.embeddings.qr import QRTable
+from trainer.embeddings.spec import SpecVocabularyError
+from trainer.embeddings.spec import Vocabulary
 
 
-def _np(x):
-    return ops.convert_to_numpy(x)
+def resolve(spec, counts, num_oov, dim):
+    vocab = Vocabulary.of(counts, num_oov)
+    return build_tables({"f": {"type": "md", **spec}}, {"f": vocab}, dim)["f"]
+
+
+def _zipf_counts(vocab_size, seed=0):
+    counts = np.random.default_rng(seed).zipf(1.4, vocab_size)
+    return sorted(counts.tolist(), reverse=True)
+
+
+# Prefix masses 0, 40, 60, 70, 80, 90, 95, 100; one OOV bucket -> input_dim 8.
+SMALL_COUNTS = [40, 20, 10, 10, 10, 5, 5]
 
 
 class TestBlockBoundaries:
-    # Prefix masses of these counts: 0, 40, 60, 70, 80, 90, 95, 100.
-    COUNTS = [40, 20, 10, 10, 10, 5, 5]
+    COUNTS = SMALL_COUNTS
 
     def test_equal_mass_two_blocks(self):
         # Target 50 lies between prefixes 40 (cut 1) and 60 (cut 2), both 10
@@ -113,226 +122,209 @@ class TestAlphaRule:
         with pytest.raises(ValueError):
             md.alpha_power_dims(*args)
 
-    # Rows [10, 100, 1000], popularity [100, 10, 1], alpha 0.5, output_dim 16:
-    # base b gives dims [b, b / 3.162, b / 10] rounded, and the cost is
-    # tables 10*b + 100*d1 + 1000*d2 plus 16*d for each d < 16.
-    #   b = 16: [16, 5, 2]  -> 160 + 500 + 2000 + 80 + 32        = 2772
-    #   b = 15: [15, 5, 2]  -> 150 + 500 + 2000 + 240 + 80 + 32  = 3002
-    #   b = 14: [14, 4, 1]  -> 140 + 400 + 1000 + 224 + 64 + 16  = 1844
-    #   b = 1:  [1, 1, 1]   -> 10 + 100 + 1000 + 3 * 16          = 1158
-    BUDGET_CASE = dict(
-        block_rows=[10, 100, 1000], block_popularity=[100, 10, 1], alpha=0.5, output_dim=16
-    )
+
+class TestBudget:
+    """The budget solvers, through a spec whose equal-mass blocks are worked by hand.
+
+    Blocks of 10, 100 and 1000 rows each hold 1000 lookups: popularity
+    [100, 10, 1]. Alpha 0.5 and output_dim 16: head dim b gives dims
+    [b, b / 3.162, b / 10] rounded, and the cost is the tables 10*b + 100*d1 +
+    1000*d2, plus 16*d for each learned projection (d < 16):
+      b = 16: [16, 5, 2]  -> 160 + 500 + 2000 + 80 + 32        = 2772
+      b = 15: [15, 5, 2]  -> 150 + 500 + 2000 + 240 + 80 + 32  = 3002
+      b = 14: [14, 4, 1]  -> 140 + 400 + 1000 + 224 + 64 + 16  = 1844
+      b = 1:  [1, 1, 1]   -> 10 + 100 + 1000 + 3 * 16          = 1158
+    """
+
+    COUNTS = [100] * 10 + [10] * 100 + [1] * 1000
+    ROWS = [10, 100, 1000]
+
+    def dims(self, budget, **spec):
+        spec = {"blocks": 3, "alpha": 0.5, "param_budget": budget, **spec}
+        table = resolve(spec, self.COUNTS, 0, 16)
+        assert table.offsets == (0, 10, 110, 1110)
+        assert table.params <= budget
+        return list(table.dims)
+
+    def cost(self, dims):
+        return md.md_param_count(self.ROWS, dims, 16)
 
     def test_param_count_formula(self):
-        rows = self.BUDGET_CASE["block_rows"]
-        assert md.md_param_count(rows, [16, 5, 2], 16) == 2772
-        assert md.md_param_count(rows, [15, 5, 2], 16) == 3002
-        assert md.md_param_count(rows, [14, 4, 1], 16) == 1844
+        assert self.cost([16, 5, 2]) == 2772
+        assert self.cost([15, 5, 2]) == 3002
+        assert self.cost([14, 4, 1]) == 1844
 
     def test_budget_picks_widest_head_that_fits(self):
-        assert md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=2772) == [16, 5, 2]
+        assert self.dims(2772) == [16, 5, 2]
         # b = 15 costs more than b = 16 (its head needs a projection), so one
         # parameter less than 2772 drops all the way to b = 14.
-        assert md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=2771) == [14, 4, 1]
+        assert self.dims(2771) == [14, 4, 1]
 
     def test_budget_with_power_of_two_rounding(self):
         # b = 16 -> [16, 4, 2]: 160 + 400 + 2000 + 64 + 32 = 2656.
-        assert md.alpha_power_dims_for_budget(
-            **self.BUDGET_CASE, param_budget=2656, round_to_power_of_two=True
-        ) == [16, 4, 2]
+        assert self.dims(2656, round_to_power_of_two=True) == [16, 4, 2]
+        assert self.dims(2655, round_to_power_of_two=True) != [16, 4, 2]
 
-    def test_widen_spends_the_leftover_budget(self):
-        rows, out = self.BUDGET_CASE["block_rows"], self.BUDGET_CASE["output_dim"]
-
-        def cost(dims):
-            return md.md_param_count(rows, dims, out)
-
-        fitted = md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=2771)
-        assert fitted == [14, 4, 1] and cost(fitted) == 1844
-        widened = md.widen_to_budget(fitted, cost, out, 2771)
-        # Worked by hand: the head reaches 16 (dropping its projection), the
-        # middle block grows while +116 fits, the tail's +1,016 never does.
+    def test_fill_budget_spends_the_leftover(self):
+        # Worked by hand from [14, 4, 1] (1844): the head reaches 16 (dropping
+        # its projection), the middle block grows while +116 fits, the tail's
+        # +1,016 never does: 160 + 1300 + 1000 + 13 * 16 + 16 = 2684.
+        widened = self.dims(2771, fill_budget=True)
         assert widened == [16, 13, 1]
-        assert cost(widened) == 2684 <= 2771
-        assert all(w >= f for w, f in zip(widened, fitted))
-        assert widened == sorted(widened, reverse=True)
+        assert self.cost(widened) == 2684
         for i in range(len(widened)):
             wider = widened[:i] + [widened[i] + 1] + widened[i + 1 :]
-            ceiling = out if i == 0 else widened[i - 1]
-            assert wider[i] > ceiling or cost(wider) > 2771
+            ceiling = 16 if i == 0 else widened[i - 1]
+            assert wider[i] > ceiling or self.cost(wider) > 2771
 
-    def test_widen_rejects_dims_over_budget(self):
+    def test_widen_keeps_what_already_fits_and_rejects_dims_over_budget(self):
+        assert md.widen_to_budget([14, 4, 1], self.cost, 16, 2771) == [16, 13, 1]
         with pytest.raises(ValueError, match="exceed"):
-            md.widen_to_budget([16, 5, 2], lambda d: 2772, 16, 2771)
+            md.widen_to_budget([16, 5, 2], self.cost, 16, 2771)
 
     def test_budget_too_small_raises(self):
-        with pytest.raises(ValueError, match="too small"):
-            md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=1157)
-        assert md.alpha_power_dims_for_budget(**self.BUDGET_CASE, param_budget=1158) == [1, 1, 1]
+        with pytest.raises(SpecVocabularyError, match="param_budget=1157 is too small"):
+            self.dims(1157)
+        assert self.dims(1158) == [1, 1, 1]
 
 
-def _built(layer):
-    layer.build()
-    return layer
+class TestSpec:
+    def test_equal_mass_blocks_and_alpha_dims(self):
+        # Two equal-mass blocks: [0, 1) and [1, 8) (the OOV row joins the
+        # tail).  Popularity 40 / 1 = 40 and 60 / 7; alpha 0.5 and base 16:
+        # 16 * sqrt((60 / 7) / 40) = 7.41 -> 7.
+        table = resolve({"blocks": 2, "alpha": 0.5}, SMALL_COUNTS, 1, 16)
+        assert (table.offsets, table.dims) == ((0, 1, 8), (16, 7))
+        assert table.params == 1 * 16 + 7 * 7 + 7 * 16
 
-
-class TestLayer:
-    OFFSETS = [0, 5, 20, 63]  # 60 vocabulary ids + 3 OOV buckets
-
-    def test_one_block_equals_plain_embedding(self):
-        layer = _built(MDEmbedding([0, 40], [8], 8))
-        plain = keras.layers.Embedding(40, 8)
-        plain.build((None,))
-        plain.set_weights(layer.get_weights())
-        ids = np.arange(40)
-        assert layer.tables() == [{"name": "block_0", "rows": 40, "dim": 8}]
-        np.testing.assert_array_equal(_np(layer(ids)), _np(plain(ids)))
-
-    def test_output_is_block_row_times_projection(self):
-        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8))
-        tables = {w.path.split("/")[-1]: _np(w) for w in layer.weights}
-        ids = np.random.default_rng(0).permutation(63)
-        out = _np(layer(ids))
-        for row, i in zip(out, ids):
-            b = int(np.searchsorted(self.OFFSETS, i, side="right")) - 1
-            expected = tables[f"block_{b}_embeddings"][i - self.OFFSETS[b]]
-            if b > 0:
-                expected = expected @ tables[f"block_{b}_projection"]
-            np.testing.assert_allclose(row, expected, rtol=1e-5, atol=1e-7)
-
-    def test_param_count_with_and_without_projections(self):
-        # Block 0 is full width: no projection.  Blocks 1, 2 project to 8.
-        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8))
-        expected = 5 * 8 + 15 * 4 + 43 * 2 + 4 * 8 + 2 * 8
-        assert layer.count_params() == expected
-        assert md.md_param_count([5, 15, 43], [8, 4, 2], 8) == expected
-        assert sum(t["rows"] * t["dim"] for t in layer.tables()) == expected
-        full = _built(MDEmbedding(self.OFFSETS, [8, 8, 8], 8))
-        assert full.count_params() == 63 * 8
-
-    def test_nested_rows_are_zero_padded_and_cost_no_projection(self):
-        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8, projection="nested"))
-        tables = {w.path.split("/")[-1]: _np(w) for w in layer.weights}
-        assert sorted(tables) == [f"block_{b}_embeddings" for b in range(3)]
-        ids = np.random.default_rng(0).permutation(63)
-        for row, i in zip(_np(layer(ids)), ids):
-            b = int(np.searchsorted(self.OFFSETS, i, side="right")) - 1
-            d = [8, 4, 2][b]
-            np.testing.assert_array_equal(
-                row[:d], tables[f"block_{b}_embeddings"][i - self.OFFSETS[b]]
-            )
-            np.testing.assert_array_equal(row[d:], 0.0)
-        expected = 5 * 8 + 15 * 4 + 43 * 2
-        assert layer.count_params() == expected
-        assert md.md_param_count([5, 15, 43], [8, 4, 2], 8, "nested") == expected
-        assert [t["name"] for t in layer.tables()] == ["block_0", "block_1", "block_2"]
-
-    def test_nested_tail_qr_is_padded(self):
-        layer = _built(
-            MDEmbedding(self.OFFSETS, [8, 4, 2], 8, projection="nested", tail_qr={"num_buckets": 7})
-        )
-        tail_ids = np.arange(20, 63)
-        out = _np(layer(tail_ids))
-        np.testing.assert_allclose(out[:, :2], _np(layer._tail(tail_ids - 20)), rtol=1e-6)
-        np.testing.assert_array_equal(out[:, 2:], 0.0)
-
-    def test_tail_qr_replaces_last_table(self):
-        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7}))
-        # Tail: 43 ids, m = 7 -> remainder 7 rows, quotient ceil(43/7) = 7.
-        expected = 5 * 8 + 15 * 4 + 4 * 8 + (7 + 7) * 2 + 2 * 8
-        assert layer.count_params() == expected
-        assert sum(t["rows"] * t["dim"] for t in layer.tables()) == expected
-        assert [t["name"] for t in layer.tables()] == [
-            "block_0",
-            "block_1",
-            "block_1_projection",
-            "block_2_qr_remainder",
-            "block_2_qr_quotient",
-            "block_2_projection",
-        ]
-
-    def test_tail_qr_output_is_qr_vector_times_projection(self):
-        layer = _built(MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7}))
-        tail_ids = np.arange(20, 63)
-        tail = layer._tail
-        projection = [_np(w) for w in layer.weights if w.path.endswith("block_2_projection")][0]
-        expected = _np(tail(tail_ids - 20)) @ projection
-        np.testing.assert_allclose(_np(layer(tail_ids)), expected, rtol=1e-5, atol=1e-7)
-
-    def test_ids_in_one_block_only_and_unit_axis(self):
-        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8)
-        head = np.array([0, 3, 4])
-        out = _np(layer(head[:, None]))
-        assert out.shape == (3, 8)
-        np.testing.assert_array_equal(out, _np(layer(head)))
-
-    def test_oov_id_gives_finite_vector(self):
-        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7})
-        out = _np(layer(np.array([62, 60, 0])))
-        assert out.shape == (3, 8) and np.all(np.isfinite(out))
-
-    @pytest.mark.parametrize("tail_qr", [None, {"num_buckets": 7}])
-    @pytest.mark.parametrize("projection", ["learned", "nested"])
-    def test_gradients_reach_every_table_and_projection(self, tail_qr, projection):
-        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, projection=projection, tail_qr=tail_qr)
-        assert_gradients_reach_every_variable(layer, np.arange(63))
-        tables = 3 if tail_qr is None else 4
-        projections = 2 if projection == "learned" else 0
-        assert len(layer.trainable_variables) == tables + projections
-
-    def test_xla_matches_eager(self):
-        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, tail_qr={"num_buckets": 7})
-        ids = tf.constant(np.random.default_rng(2).integers(0, 63, 100))
-        np.testing.assert_allclose(
-            _np(tf.function(layer, jit_compile=True)(ids)), _np(layer(ids)), rtol=1e-6
-        )
+    def test_defaults_are_four_equal_mass_blocks_and_alpha_0_3(self):
+        # Targets 25, 50, 75 of the mass 100 cut at 1, 2 (pushed apart from 1)
+        # and 3; popularity 40, 20, 10 and 30 / 5 = 6 (the OOV row counts 0):
+        # 16 * (p / 40) ** 0.3 = 16, 13.0, 10.6, 9.1.
+        table = resolve({}, SMALL_COUNTS, 1, 16)
+        assert (table.offsets, table.dims) == ((0, 1, 2, 3, 8), (16, 13, 11, 9))
 
     @pytest.mark.parametrize(
-        "kwargs",
+        "key,value,offsets",
         [
-            {},
-            {
-                "tail_qr": {"num_buckets": 7, "operation": "add"},
-                "embeddings_regularizer": keras.regularizers.L2(1e-4),
-            },
-            {
-                "embeddings_initializer": keras.initializers.RandomNormal(seed=3),
-                "projection_initializer": "orthogonal",
-            },
-            {"projection": "nested", "tail_qr": {"num_buckets": 7}},
+            ("block_sizes", [2, 5], (0, 2, 8)),  # sums to vocab: OOV appended
+            ("block_sizes", [2, 6], (0, 2, 8)),  # sums to input_dim
+            ("block_fractions", [0.3, 0.7], (0, 2, 8)),  # rint(0.3 * 7) = 2
         ],
     )
-    def test_save_load_round_trip(self, kwargs, tmp_path):
-        layer = MDEmbedding(self.OFFSETS, [8, 4, 2], 8, **kwargs)
-        loaded = assert_save_load_round_trip(layer, np.arange(63), tmp_path)
-        assert loaded.tables() == layer.tables()
-        assert loaded.get_config() == layer.get_config()
+    def test_explicit_blocking(self, key, value, offsets):
+        table = resolve({key: value, "dims": [16, 4]}, SMALL_COUNTS, 1, 16)
+        assert (table.offsets, table.dims) == (offsets, (16, 4))
+
+    def test_explicit_dims_set_block_count(self):
+        table = resolve({"dims": [8, 4, 2]}, SMALL_COUNTS, 1, 8)
+        # Equal-mass targets 33.3 and 66.7: the nearest prefix masses are 40
+        # (cut 1) and 70 (cut 3, 3.3 away vs 6.7 for 60).
+        assert table.offsets == (0, 1, 3, 8)
+        assert table.params == 1 * 8 + 2 * 4 + 5 * 2 + 4 * 8 + 2 * 8
+
+    def test_tail_qr(self):
+        table = resolve(
+            {"blocks": 3, "dims": [16, 8, 4], "tail_qr": {"operation": "add"}},
+            _zipf_counts(200),
+            2,
+            16,
+        )
+        rows = table.rows
+        m = math.ceil(math.sqrt(rows[2]))
+        assert table.tail == QRTable(rows[2], 4, m, 2, "add")
+        tail = (m + math.ceil(rows[2] / m)) * 4
+        assert table.params == rows[0] * 16 + rows[1] * 8 + 8 * 16 + tail + 4 * 16
+
+    def test_tail_qr_within_budget(self):
+        spec = {"blocks": 3, "alpha": 0.6, "param_budget": 4000, "tail_qr": {}}
+        table = resolve(spec, _zipf_counts(2000), 2, 32)
+        assert isinstance(table.tail, QRTable) and table.params <= 4000
+
+    @pytest.mark.parametrize("tail_qr", [None, {}])
+    def test_fill_budget_spends_more_but_never_exceeds(self, tail_qr):
+        counts, budget = _zipf_counts(2000), 6000
+        spec = {"blocks": 8, "alpha": 0.3, "param_budget": budget, "tail_qr": tail_qr}
+        plain = resolve(spec, counts, 1, 16)
+        filled = resolve(dict(spec, fill_budget=True), counts, 1, 16)
+        assert plain.params < filled.params <= budget
+        assert all(f >= p for f, p in zip(filled.dims, plain.dims))
+        assert list(filled.dims) == sorted(filled.dims, reverse=True)
+
+    def test_nested_projection_spends_the_budget_on_rows(self):
+        counts, budget = _zipf_counts(2000), 6000
+        spec = {"blocks": 4, "alpha": 0.3, "param_budget": budget, "fill_budget": True}
+        learned = resolve(spec, counts, 1, 32)
+        nested = resolve(dict(spec, projection="nested"), counts, 1, 32)
+        assert nested.params <= budget
+
+        def row_params(table):
+            return sum(r * d for r, d in zip(table.rows, table.dims))
+
+        # What learned projections cost goes to wider rows instead.
+        assert row_params(nested) == nested.params
+        assert row_params(nested) > row_params(learned)
+
+    def test_max_dim_caps_every_block_and_fill_spends_below_it(self):
+        # A gentle power law: every equal-mass block holds many rows.
+        counts, budget = [int(5000 / (i + 1) ** 0.7) for i in range(2000)], 12000
+        spec = {
+            "blocks": 4,
+            "alpha": 0.3,
+            "param_budget": budget,
+            "projection": "nested",
+            "fill_budget": True,
+        }
+        free = resolve(spec, counts, 1, 32)
+        cap = free.dims[0] - 6
+        capped = resolve(dict(spec, max_dim=cap), counts, 1, 32)
+        assert capped.dims[0] == cap and capped.output_dim == 32
+        assert list(capped.dims) == sorted(capped.dims, reverse=True)
+        assert capped.params <= budget
+        # The head's lost width goes to the blocks below it.
+        assert sum(capped.dims[1:]) > sum(free.dims[1:])
+
+    def test_capped_keeps_explicit_dims_and_lowers_base_and_min_dim(self):
+        spec = md.MDSpec(base_dim=16, min_dim=12, projection="nested")
+        assert md.MDSpec(dims=[8, 4]).capped(2) is None
+        capped = spec.capped(8)
+        assert (capped.max_dim, capped.base_dim, capped.min_dim) == (8, 8, 8)
+        capped.validate(16)
 
     @pytest.mark.parametrize(
-        "args,kwargs",
+        "spec,match",
         [
-            (([0, 5, 5, 63], [8, 4, 2], 8), {}),
-            (([1, 5, 63], [8, 4], 8), {}),
-            (([0, 5, 63], [8, 16], 8), {}),
-            (([0, 5, 63], [8], 8), {}),
-            (([], [], 8), {}),
-            (([0, 5, 63], [8, 4], 8), {"tail_qr": {"input_dim": 58}}),
-            (([0, 5, 63], [8, 4], 8), {"projection": "identity"}),
+            ({"projection": "identity"}, "projection"),
+            ({"dims": [8, 4], "max_dim": 8}, "dims"),
+            ({"blocks": 2, "max_dim": 17}, "max_dim"),
+            ({"blocks": 2, "max_dim": 4, "base_dim": 8}, "base_dim"),
+            ({"dims": [8, 4], "alpha": 0.5}, "dims"),
+            ({"base_dim": 8, "param_budget": 100}, "exclusive"),
+            ({"blocks": 2, "block_sizes": [2, 5]}, "exclusive"),
+            ({"blocks": 2, "base_dim": 32}, "base_dim"),
+            ({"block_sizes": [2, 4]}, "sum"),
+            ({"dims": [8, 4, 2], "blocks": 2}, "dims"),
+            ({"tail_qr": {"collisions": 4}}, "collisions"),
+            ({"tail_qr": {"threshold": 4}}, "threshold"),
+            ({"blocks": 2, "param_budget": 10}, "too small"),
         ],
     )
-    def test_bad_arguments_raise(self, args, kwargs):
-        with pytest.raises(ValueError):
-            MDEmbedding(*args, **kwargs)
+    def test_bad_specs_raise(self, spec, match):
+        with pytest.raises(ValueError, match=match):
+            resolve(spec, SMALL_COUNTS, 1, 16)
 
-    def test_tail_qr_inherits_regularizer(self):
-        regularizer = keras.regularizers.L2(1e-3)
-        layer = MDEmbedding(
-            self.OFFSETS,
-            [8, 4, 2],
-            8,
-            tail_qr={"num_buckets": 7},
-            embeddings_regularizer=regularizer,
-        )
-        assert isinstance(layer._tail, QREmbedding)
-        assert layer._tail.embeddings_regularizer is regularizer
+    def test_more_blocks_than_ids_gives_one_block_per_id(self):
+        table = resolve({"blocks": 5000}, [50, 30, 10], 1, 8)
+        assert len(table.dims) == 3 and table.offsets[-1] == 4
+        assert table.notes == ("5000 MD blocks asked for, but the vocabulary has 3 ids: 3 blocks",)
+        # Explicit dims keep their head; fractions merge their tail.
+        spec = {"block_fractions": [0.25, 0.25, 0.25, 0.25], "dims": [8, 4, 2, 1]}
+        table = resolve(spec, [5, 1], 1, 8)
+        assert (table.dims, table.offsets) == ((8, 4), (0, 1, 3))
+
+    def test_tail_qr_too_small_for_its_block_is_a_plain_block(self):
+        spec = {"blocks": 2, "dims": [4, 2], "tail_qr": {"operation": "mult"}}
+        table = resolve(spec, [10, 1], 1, 4)
+        assert table.tail is None and len(table.notes) == 1
+        assert table.notes[0].startswith("tail_qr: ")
+        assert table.notes[0].endswith(": the last MD block is a plain table")

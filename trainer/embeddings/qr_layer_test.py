@@ -1,6 +1,5 @@
-"""Tests for trainer/qr_embedding.py."""
+"""Tests for trainer/embeddings/qr_layer.py."""
 
-import itertools
 import math
 
 import keras
@@ -9,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import qr_embedding
-from trainer.qr_embedding import QREmbedding
+from trainer.embeddings.qr import QRTable
+from trainer.embeddings.qr_layer import QREmbedding
 
 
 def _np(x):
@@ -80,12 +79,6 @@ class TestTableShapes:
         assert [t["dim"] for t in layer.tables()] == [4, 3, 3]
         assert sum(t["dim"] for t in layer.tables()) == 10
 
-    def test_integer_root_ceil_matches_brute_force(self):
-        for k in (2, 3, 4):
-            for n in range(1, 3000):
-                expected = next(m for m in itertools.count(1) if m**k >= n)
-                assert qr_embedding.integer_root_ceil(n, k) == expected
-
     @pytest.mark.parametrize(
         "n,m,k,op",
         [
@@ -107,7 +100,7 @@ class TestTableShapes:
         dims = [d // k + (j < d % k) for j in range(k)] if op == "concat" else [d] * k
         expected = sum(r * c for r, c in zip(rows, dims))
         assert layer.count_params() == expected
-        assert qr_embedding.qr_param_count(n, d, m, k, op) == expected
+        assert QRTable(n, d, base, k, op).params == expected
         assert sum(t["rows"] * t["dim"] for t in layer.tables()) == expected
 
 
@@ -186,14 +179,6 @@ def test_k3_add_matches_hand_computation():
     t0, t1, t2 = layer.get_weights()
     expected = t0[ids % m] + t1[(ids // m) % m] + t2[ids // (m * m)]
     np.testing.assert_allclose(out, expected, rtol=1e-6)
-
-
-def test_trailing_unit_axis_is_squeezed():
-    layer = QREmbedding(100, 4)
-    ids = np.arange(100)
-    out = _np(layer(ids[:, None]))
-    assert out.shape == (100, 4)
-    np.testing.assert_array_equal(out, _np(layer(ids)))
 
 
 @pytest.mark.parametrize("k", [2, 3])
