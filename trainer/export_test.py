@@ -26,37 +26,32 @@ def exported(tiny_transform, tmp_path_factory):
     return model, tf.saved_model.load(export_dir)
 
 
+def _served(loaded, pairs):
+    signature = loaded.signatures["serving_default"]
+    return signature(examples=serialized_examples(pairs))["rating"].numpy()
+
+
+def _direct(model, user_indexes, movie_indexes):
+    inputs = {features.USER_INDEX: user_indexes, features.MOVIE_INDEX: movie_indexes}
+    return model({k: np.array(v).reshape(-1, 1) for k, v in inputs.items()}).numpy().reshape(-1)
+
+
 def test_serving_matches_the_in_memory_model(exported):
     model, loaded = exported
-    pairs = [("user_b", "movie_x"), ("user_a", "movie_y"), ("user_c", "movie_y")]
-    served = loaded.signatures["serving_default"](examples=serialized_examples(pairs))[
-        "rating"
-    ].numpy()
+    served = _served(loaded, [("user_b", "movie_x"), ("user_a", "movie_y"), ("user_c", "movie_y")])
     # Frequency ranks from the tiny train set: user_b 0, user_a 1, user_c 2; movie_x 0, movie_y 1.
-    direct = model(
-        {
-            features.USER_INDEX: np.array([[0], [1], [2]]),
-            features.MOVIE_INDEX: np.array([[0], [1], [1]]),
-        }
-    ).numpy()
-    np.testing.assert_allclose(served, direct.reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(served, _direct(model, [0, 1, 2], [0, 1, 1]), rtol=1e-6)
 
 
 def test_unknown_and_empty_ids_get_the_oov_rating(exported):
     model, loaded = exported
-    pairs = [("user_nobody", "movie_x"), ("", "movie_x"), ("user_b", "movie_nothing")]
-    served = loaded.signatures["serving_default"](examples=serialized_examples(pairs))[
-        "rating"
-    ].numpy()
+    served = _served(
+        loaded, [("user_nobody", "movie_x"), ("", "movie_x"), ("user_b", "movie_nothing")]
+    )
     assert np.all(np.isfinite(served)) and np.all((served >= 0) & (served <= 5))
     oov_user, oov_movie = 3, 2  # the vocabulary sizes
-    direct = model(
-        {
-            features.USER_INDEX: np.array([[oov_user], [oov_user], [0]]),
-            features.MOVIE_INDEX: np.array([[0], [0], [oov_movie]]),
-        }
-    ).numpy()
-    np.testing.assert_allclose(served, direct.reshape(-1), rtol=1e-6)
+    direct = _direct(model, [oov_user, oov_user, 0], [0, 0, oov_movie])
+    np.testing.assert_allclose(served, direct, rtol=1e-6)
 
 
 def test_missing_feature_is_a_clear_error(exported):
@@ -103,18 +98,62 @@ def test_the_export_carries_its_vocabularies(tiny_transform, tmp_path):
         features.MOVIE_VOCABULARY,
     }
     loaded = tf.saved_model.load(str(export_dir))
-    served = loaded.signatures["serving_default"](
-        examples=serialized_examples([("user_b", "movie_x"), ("nobody", "movie_x")])
-    )["rating"].numpy()
+    served = _served(loaded, [("user_b", "movie_x"), ("nobody", "movie_x")])
     # user_b is the most frequent user (index 0), an unknown one the OOV index 3.
-    expected = (
-        model(
-            {
-                features.USER_INDEX: np.array([[0], [3]]),
-                features.MOVIE_INDEX: np.array([[0], [0]]),
-            }
+    np.testing.assert_allclose(served, _direct(model, [0, 3], [0, 0]), rtol=1e-5)
+
+
+def _recommend_tf1(export_dir, user_ids, k):
+    """The recommend signature on the TF1 loading path (TF Serving, Vertex AI)."""
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
+        signature = meta_graph.signature_def["recommend"]
+        return session.run(
+            {name: output.name for name, output in signature.outputs.items()},
+            {signature.inputs["user_id"].name: user_ids, signature.inputs["k"].name: k},
         )
-        .numpy()
-        .ravel()
+
+
+def test_recommend_lists_every_movie_by_the_rating_serving_default_gives(exported):
+    _, loaded = exported
+    out = loaded.signatures["recommend"](
+        user_id=tf.constant(["user_b", "user_nobody"]), k=tf.constant(5)
     )
-    np.testing.assert_allclose(served, expected, rtol=1e-5)
+    movie_ids = out["movie_id"].numpy().astype(str)
+    ratings = out["rating"].numpy()
+    assert movie_ids.shape == ratings.shape == (2, 2)  # k is cut to the 2 movies there are
+    for user, movies, scores in zip(["user_b", "user_nobody"], movie_ids, ratings):
+        assert sorted(movies) == ["movie_x", "movie_y"]
+        assert scores[0] >= scores[1]
+        served = loaded.signatures["serving_default"](
+            examples=serialized_examples([(user, m) for m in movies])
+        )["rating"].numpy()
+        np.testing.assert_allclose(scores, served, rtol=1e-6)
+
+
+def test_recommend_excluding_leaves_out_the_seen_movies(exported):
+    _, loaded = exported
+    out = loaded.signatures["recommend_excluding"](
+        user_id=tf.constant(["user_a", "user_c"]),
+        k=tf.constant(1),
+        exclude=tf.constant([["movie_x", "movie_unknown"], ["movie_y", ""]]),
+    )
+    assert out["movie_id"].numpy().astype(str).tolist() == [["movie_y"], ["movie_x"]]
+
+
+def test_recommend_serves_on_the_tf1_loading_path(tiny_transform, tmp_path):
+    _, work, _ = tiny_transform
+    model = model_lib.build_model(
+        model_config.SEED_BASELINE.replace(embedding_dim=4, use_biases=True),
+        user_counts=[3, 2, 1],
+        movie_counts=[4, 2],
+    )
+    export_dir = str(tmp_path / "export")
+    export.export_serving_model(model, tft.TFTransformOutput(work), export_dir)
+    tf1 = _recommend_tf1(export_dir, [b"user_b"], 2)
+    tf2 = tf.saved_model.load(export_dir).signatures["recommend"](
+        user_id=tf.constant(["user_b"]), k=tf.constant(2)
+    )
+    assert tf1["movie_id"].tolist() == tf2["movie_id"].numpy().tolist()
+    np.testing.assert_allclose(tf1["rating"], tf2["rating"].numpy(), atol=1e-6)
