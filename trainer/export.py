@@ -11,6 +11,12 @@ Signatures:
     InvalidArgument error naming it; unknown ids use the OOV bucket.
   transform_features: serialized tf.Example -> transformed features (the
     integer ids), for TFMA's preprocessing and slicing.
+  recommend: raw ``user_id`` strings and ``k`` -> ``{"movie_id":
+    string[batch, k], "rating": float32[batch, k]}``, the k movies of the
+    vocabulary with the highest predicted ratings, best first. Unknown users
+    get the out-of-vocabulary user's list.
+  recommend_excluding: the same, with ``exclude``: raw movie ids per user
+    (string[batch, n], padded with "") left out of each list (already seen).
 """
 
 import tensorflow as tf
@@ -18,6 +24,7 @@ import tensorflow_transform as tft
 
 from components import features
 from trainer import transform_graph
+from trainer import vocabulary as trainer_vocabulary
 
 
 class ServingModule(tf.Module):
@@ -41,6 +48,21 @@ class ServingModule(tf.Module):
         raw_spec = tf_transform_output.raw_feature_spec()
         self._serving_spec = {name: raw_spec[name] for name in features.RAW_ID_FEATURES}
         self._raw_spec = raw_spec
+        # Recommendations name movies by their raw ids: the vocabulary file
+        # (line i is movie index i) travels as an asset and backs a table.
+        vocabulary = tf_transform_output.vocabulary_file_by_name(features.MOVIE_VOCABULARY)
+        self._num_movies = int(len(trainer_vocabulary.read_counts(vocabulary)))
+        self.movie_vocabulary = tf.saved_model.Asset(vocabulary)
+        self.movie_lines = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                self.movie_vocabulary,
+                key_dtype=tf.int64,
+                key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+                value_dtype=tf.string,
+                value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+            ),
+            default_value="",
+        )
 
     def _predict(self, transformed):
         inputs = {
@@ -66,6 +88,74 @@ class ServingModule(tf.Module):
         # The label may be absent at serving time; TFMA always has it.
         parsed = tf.io.parse_example(serialized, self._raw_spec)
         return self._apply_transform(parsed)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec(shape=[None], dtype=tf.string, name="user_id"),
+            tf.TensorSpec(shape=[], dtype=tf.int32, name="k"),
+        ],
+        autograph=False,
+    )
+    def recommend(self, user_id, k):
+        return self._recommend(user_id, k)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec(shape=[None], dtype=tf.string, name="user_id"),
+            tf.TensorSpec(shape=[], dtype=tf.int32, name="k"),
+            tf.TensorSpec(shape=[None, None], dtype=tf.string, name="exclude"),
+        ],
+        autograph=False,
+    )
+    def recommend_excluding(self, user_id, k, exclude):
+        return self._recommend(user_id, k, exclude)
+
+    def _recommend(self, user_id, k, exclude=None):
+        """Top-k movies per user by predicted rating, scored by the model itself.
+
+        Every movie of the vocabulary goes through the same model as a
+        ``serving_default`` pair, so the tables are read in place and the
+        ratings equal what ``serving_default`` returns. ``exclude`` holds raw
+        movie ids per user (padded with ""); unknown ones are ignored.
+        """
+        batch = tf.size(user_id)
+        movies = self._num_movies
+        transformed = self._apply_transform(
+            {
+                features.USER_ID: tf.reshape(user_id, [-1, 1]),
+                features.MOVIE_ID: tf.fill([batch, 1], ""),
+            }
+        )
+        users = tf.repeat(transformed[features.USER_INDEX], movies, axis=0)
+        all_movies = tf.tile(tf.range(movies, dtype=tf.int64)[:, None], [batch, 1])
+        ratings = self._model.value(
+            {features.USER_INDEX: users, features.MOVIE_INDEX: all_movies}, training=False
+        )
+        ratings = tf.reshape(ratings, [batch, movies])
+        scores = ratings
+        if exclude is not None:
+            excluded = self._movie_indices(exclude)  # [batch, n], -1 where unknown
+            known = excluded >= 0
+            rows = tf.repeat(tf.range(batch, dtype=tf.int64)[:, None], tf.shape(exclude)[1], axis=1)
+            where = tf.stack([tf.boolean_mask(rows, known), tf.boolean_mask(excluded, known)], axis=1)
+            scores = tf.tensor_scatter_nd_update(
+                scores, where, tf.fill([tf.shape(where)[0]], -float("inf"))
+            )
+        top = tf.math.top_k(scores, tf.minimum(k, movies))
+        lines = self.movie_lines.lookup(tf.cast(top.indices, tf.int64))
+        return {
+            "movie_id": tf.strings.regex_replace(lines, "^[0-9]+ ", ""),
+            "rating": tf.gather(ratings, top.indices, batch_dims=1),
+        }
+
+    def _movie_indices(self, movie_ids):
+        """Vocabulary indices of raw movie ids; -1 for ids outside the vocabulary."""
+        flat = tf.reshape(movie_ids, [-1, 1])
+        transformed = self._apply_transform(
+            {features.USER_ID: tf.fill(tf.shape(flat), ""), features.MOVIE_ID: flat}
+        )
+        indices = tf.reshape(transformed[features.MOVIE_INDEX], tf.shape(movie_ids))
+        return tf.where(indices < self._num_movies, indices, -1)
 
     def _apply_transform(self, raw_features):
         return self._transform.value.apply_transform_model(raw_features)
@@ -104,5 +194,7 @@ def export_serving_model(
     signatures = {
         "serving_default": module.serve_examples.get_concrete_function(),
         "transform_features": module.transform_features.get_concrete_function(),
+        "recommend": module.recommend.get_concrete_function(),
+        "recommend_excluding": module.recommend_excluding.get_concrete_function(),
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
