@@ -240,8 +240,7 @@ SEED_QR_MD = ModelConfig(
 # The tuned full model: 64-d tables, per-user and per-movie biases, an output
 # that starts at the mean rating and adds the dot product linearly, per-row
 # L2 on the factors (almost none on the biases) and an Adam whose short
-# second-moment memory keeps rare ids from taking outsized steps. Measured in
-# benchmarks/README.md.
+# second-moment memory keeps rare ids from taking outsized steps.
 FULL = ModelConfig(
     name="full",
     use_biases=True,
@@ -258,17 +257,14 @@ FULL = ModelConfig(
     early_stopping_patience=2,
 )
 
-# The compressed presets train like FULL but with a quarter of its per-row
-# L2 plus a per-id prior (``l2_per_id``). A narrow table already limits what
-# each row can fit, and at 0.08 its few factors barely leave zero. The prior
-# shrinks an id with few ratings harder than a uniform per-lookup L2 does,
-# and those are the rows a narrow table can least afford to spend on noise:
-# on ML-100K, 5 seeds, it took the 4-d table from 0.9083 to 0.9066 and
-# md_16x from 0.9098 to 0.9073, and the full model not at all (0.8987 vs
-# 0.8990); a prior of 10 or more was worse (benchmarks/README.md). Their budgets
-# are ``compression`` knobs, ratios to a full table of the model's own
-# ``embedding_dim``, so they follow any vocabulary size: ``embedding_dim`` 16
-# at ratio 4 is 16x fewer parameters than full 64-d tables.
+# The compressed presets train like FULL with less per-row L2, because a
+# narrow table already limits what each row can fit, plus a per-id prior
+# (``l2_per_id``), because it shrinks the ids with few ratings, the rows a
+# narrow table can least afford to spend on noise (benchmarks/results/
+# ablation.md). Their budgets are ``compression`` knobs, ratios to a full
+# table of the model's own ``embedding_dim``, so they follow any vocabulary
+# size: ``embedding_dim`` 16 at ratio 4 is 16x fewer parameters than full
+# 64-d tables.
 _COMPRESSED_DIM = 16
 _RATIO_16X = 16 * _COMPRESSED_DIM / 64
 _COMPRESSED = FULL.replace(embedding_dim=_COMPRESSED_DIM, l2=0.02, l2_per_id=5.0)
@@ -276,16 +272,14 @@ _COMPRESSED = FULL.replace(embedding_dim=_COMPRESSED_DIM, l2=0.02, l2_per_id=5.0
 # Mixed-dimension tables on both sides: four blocks of equal lookup mass,
 # dims by the alpha power rule (popular ids wide, rare ids narrow), each
 # narrow block zero-padded into the shared width ("nested" projections).
-# Alpha 0.1, a mild slope: no layout that moves more of the budget to
-# popular ids beat a flat one on the benchmark's data sets, and alpha 0.3,
-# the paper's range, was behind on all three (benchmarks/md_layouts.py).
-# Learned projections are shared by a whole block and updated by every
-# example; under Adam with a per-row L2 they shrink and wander before the
-# rows they serve have learned anything, and they cost parameters. Padding
-# trains better (benchmarks/README.md) and is free.
-# ``fill_budget`` spends what rounding the alpha rule to integers leaves of
-# the budget (up to a fifth of it), so an MD row is compared with a uniform
-# table of the same size rather than a smaller one.
+# Alpha 0.1, a mild slope, because no layout that moves more of the budget
+# to popular ids beat a flat one (benchmarks/results/md_layouts.md).
+# Padding rather than learned projections, because a projection is shared by
+# a whole block and updated by every example, so under Adam with a per-row
+# L2 it shrinks and wanders before the rows it serves have learned anything,
+# and it costs parameters. ``fill_budget`` spends what rounding the alpha
+# rule to integers leaves of the budget, so an MD row is compared with a
+# uniform table of the same size rather than a smaller one.
 _MD_SPEC = {
     "type": "md",
     "blocks": 4,
@@ -300,16 +294,15 @@ MD_16X = _COMPRESSED.replace(name="md_16x", user_embedding=_MD_SPEC, movie_embed
 # the budget allows. Ids are sorted by frequency, so the first
 # ``num_buckets`` ids (the head) share only the first quotient row and keep
 # vectors of their own; the tail shares them. "concat" (half the width from
-# each table) trained best of the three combiners; "mult" starts as a
-# product of two small factors and barely leaves zero.
+# each table), because "mult" starts as a product of two small factors and
+# barely leaves zero.
 _QR_SPEC = {"type": "qr", "operation": "concat", "compression": _RATIO_16X}
 QR_16X = _COMPRESSED.replace(name="qr_16x", user_embedding=_QR_SPEC, movie_embedding=_QR_SPEC)
 
 # MD_16X whose rarest block is a QR table (m = sqrt(rows)): the long tail,
 # which holds most rows but little of the lookups, costs almost nothing, so
-# the budget widens the popular blocks. Eight blocks rather than four: the
-# QR tail then holds an eighth of the lookups instead of a quarter, which
-# measured better on all three data sets (benchmarks/README.md).
+# the budget widens the popular blocks. Eight blocks rather than four, so
+# that the shared QR rows serve a smaller share of the lookups.
 _MD_QR_SPEC = {**_MD_SPEC, "blocks": 8, "tail_qr": {"operation": "mult"}}
 MD_QR_16X = MD_16X.replace(
     name="md_qr_16x", user_embedding=_MD_QR_SPEC, movie_embedding=_MD_QR_SPEC
@@ -317,8 +310,8 @@ MD_QR_16X = MD_16X.replace(
 
 # The honest competitor: plain 4-d tables, 16x fewer parameters than 64-d
 # ones, trained like the compressed presets: the benchmark's ``uniform_16x``
-# row. No 16x QR/MD preset beats it on the benchmark's data sets by more
-# than seed noise (benchmarks/README.md).
+# row, the bar every QR/MD preset is measured against
+# (benchmarks/results/quality.md).
 UNIFORM_16X = _COMPRESSED.replace(name="uniform_16x", embedding_dim=64 // 16)
 
 PRESETS = {
@@ -334,8 +327,7 @@ def preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> ModelConfig
 
 
 # The preset local_runner.py and the pipeline use unless told otherwise: the
-# best QR/MD configuration at 16x fewer embedding parameters than full 64-d
-# tables (benchmarks/README.md): the best compressed 16x row on ML-100K and
-# synthetic-1m and the smallest worst-case gap to uniform_16x; md_qr_16x
-# leads on synthetic-large by less than seed noise.
+# QR/MD configuration at 16x fewer embedding parameters than full 64-d tables
+# with the smallest worst-case gap to uniform_16x across the benchmark's data
+# sets (benchmarks/results/quality.md).
 DEFAULT_MODEL = "md_16x"
