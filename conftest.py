@@ -9,12 +9,7 @@ import pytest
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
 
 
-def movielens_100k_dir() -> pathlib.Path:
-    """../shared/data/ml-100k next to the checkout, or $MOVIELENS_100K_DIR."""
-    override = os.environ.get("MOVIELENS_100K_DIR")
-    if override:
-        return pathlib.Path(override)
-    return REPO_ROOT.parent / "shared" / "data" / "ml-100k"
+from benchmarks.datasets import movielens_100k_dir  # noqa: E402  the one ML-100K locator
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ train split map to the single out-of-vocabulary index, the vocabulary size.
 from __future__ import annotations
 
 import dataclasses
+import os
+import pathlib
 import functools
 from typing import Callable, Dict, List
 
@@ -17,7 +19,17 @@ import pandas as pd
 
 from components import movielens
 from components import synthetic
-from conftest import movielens_100k_dir  # noqa: F401  the one ML-100K locator (tests share it)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def movielens_100k_dir() -> pathlib.Path:
+    """../shared/data/ml-100k next to the checkout, or $MOVIELENS_100K_DIR (tests use it too)."""
+    override = os.environ.get("MOVIELENS_100K_DIR")
+    if override:
+        return pathlib.Path(override)
+    return REPO_ROOT.parent / "shared" / "data" / "ml-100k"
+
 
 TRAIN_FRACTION = 0.85
 SPLIT_SEED = 0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from components import movielens
+from conftest import movielens_100k_dir
 from components.movielens import (
     DATASETS,
     DownloadError,
@@ -22,12 +23,7 @@ from components.movielens import (
     write_normalized_csv,
 )
 
-REAL_100K = Path(
-    os.environ.get(
-        "MOVIELENS_100K_DIR",
-        Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ml-100k",
-    )
-)
+REAL_100K = movielens_100k_dir()
 
 U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"
 

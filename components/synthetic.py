@@ -24,7 +24,7 @@ rather than a geometric decay because singular values of real rating
 matrices fall off slowly, with a heavy tail, where a geometric series leaves
 the tail negligible after a few factors; ``latent_dim`` gives that tail
 room. The default, decay 0.5 over 32 factors (factor k's variance falls as
-``1 / (k + 1)``), is calibrated with ``python -m benchmarks.calibration``:
+``1 / (k + 1)``), is calibrated with ``python -m benchmarks.quality --group calibration``:
 of the decays it tried (0.25 to 2), it best matches ML-100K's RMSE gaps
 between a full 64-d model and 8-, 4- and 2-d tables
 (``benchmarks/results/calibration.md``). ``spectrum_decay=0`` with

@@ -10,9 +10,8 @@ import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 
 # The modules behind ``tfx.v1``'s names, imported directly: ``from tfx import
-# v1`` also imports the Google Cloud AI Platform extensions, seconds of every
-# local run (variant tfx_v1_import in benchmarks/results/speed.md). Those load
-# only for Vertex AI.
+# v1`` also imports the Google Cloud AI Platform extensions, which only
+# Vertex AI needs and every local run would wait for.
 from tfx.components import Evaluator
 from tfx.components import ExampleValidator
 from tfx.components import StatisticsGen
@@ -163,8 +162,8 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
     statistics_gen = StatisticsGen(
         examples=example_gen.outputs["examples"],
         # Approximate (sketch) top values and unique counts of the id strings:
-        # the schema checks neither, and exact counting was 15% of
-        # StatisticsGen's time on a million ratings.
+        # the schema checks neither, and exact counting is a large share of
+        # StatisticsGen's time on large data.
         stats_options=tfdv.StatsOptions(use_sketch_based_topk_uniques=True),
     )
     example_validator = ExampleValidator(
@@ -178,11 +177,10 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
         preprocessing_fn=configs.PREPROCESSING_FN,
         custom_config={"code_fingerprint": code},
         # Its pre- and post-transform statistics feed nothing downstream
-        # (StatisticsGen's are the ones validated) and cost about 45% of its
-        # time (benchmarks/results/speed.md).
+        # (StatisticsGen's are the ones validated) and cost much of its time.
         disable_statistics=True,
-        # The Trainer applies the graph to the raw examples itself: writing
-        # transformed copies was 40% of Transform's time.
+        # The Trainer applies the graph to the raw examples itself, so
+        # Transform writes no transformed copy of the examples.
         materialize=False,
     )
     # Bad data stops the run before any analysis or training.
