@@ -2,11 +2,11 @@
 
 A spec is a dataclass per technique (``FullSpec``, ``QRSpec``, ``MDSpec``):
 its fields are the JSON keys a user writes, its docstring the reference for
-them. It is checked on its own (``validate``:
-types, ranges, keys that exclude each other, widths against the model's),
-then resolved against a vocabulary (``resolve``) into a ``Table``: the sizes
-of the layer it becomes, before any weight exists. Nothing here imports
-Keras, so the runners check every setting before TensorFlow loads.
+them. It is checked on its own (``validate``: types, ranges, keys that
+exclude each other, widths against the model's), then resolved against a
+vocabulary (``resolve``) into a ``Table``: the sizes of the layer it
+becomes, before any weight exists. Nothing here imports Keras, so that the
+runners check every setting before TensorFlow loads.
 """
 
 from __future__ import annotations
