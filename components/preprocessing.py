@@ -64,7 +64,7 @@ def movie_popularity_block(movie_id: tf.Tensor, movie_index: tf.Tensor) -> tf.Te
     The movie index is the popularity rank, so the blocks are rank ranges cut
     where the running count of train ratings, most rated movie first, comes
     closest to 1/3 and 2/3 of the total: the rule of the MD layer's equal-mass
-    blocks, ``trainer.md_embedding.block_boundaries_equal_mass(counts, 3)``
+    blocks, ``trainer.embeddings.md.block_boundaries_equal_mass(counts, 3)``
     (see ``equal_mass_cuts``). The slices are therefore exactly the blocks of
     an ``{"type": "md", "blocks": 3}`` movie table. Presets that cut by
     ``block_fractions`` or ``block_sizes`` (``qr_md`` does) have other

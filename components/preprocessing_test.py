@@ -94,7 +94,7 @@ QUARTILE_NAMES = [name.encode() for name in features.USER_ACTIVITY_QUARTILE_NAME
 
 
 def test_popularity_blocks_are_the_md_layers_equal_mass_blocks(slicing_transform):
-    from trainer import md_embedding
+    from trainer.embeddings import md as md_embedding
 
     rows, _ = slicing_transform
     offsets = md_embedding.block_boundaries_equal_mass(SLICING_MOVIE_COUNTS, 3)
@@ -151,7 +151,7 @@ def test_equal_mass_cuts_agree_with_the_md_layer_on_skewed_counts():
     import numpy as np
 
     from components import preprocessing
-    from trainer import md_embedding
+    from trainer.embeddings import md as md_embedding
 
     rng = np.random.default_rng(0)
     for trial in range(60):

@@ -152,11 +152,14 @@ def code_fingerprint(folders: Optional[List[str]] = None) -> str:
         folders = [os.path.dirname(os.path.abspath(p.__file__)) for p in (components, trainer)]
     digest = hashlib.sha256()
     for folder in folders:
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".py") and not name.endswith("_test.py"):
-                digest.update(name.encode())
-                with open(os.path.join(folder, name), "rb") as f:
-                    digest.update(f.read())
+        for root, subfolders, names in sorted(os.walk(folder)):
+            subfolders.sort()
+            for name in sorted(names):
+                if name.endswith(".py") and not name.endswith("_test.py"):
+                    path = os.path.join(root, name)
+                    digest.update(os.path.relpath(path, folder).encode())
+                    with open(path, "rb") as f:
+                        digest.update(f.read())
     return digest.hexdigest()[:16]
 
 

@@ -172,4 +172,8 @@ def test_the_code_fingerprint_follows_the_code_and_not_its_tests(tmp_path):
     (tmp_path / "task_test.py").write_text("assert True\n")
     assert configs.code_fingerprint([str(tmp_path)]) == before
     (tmp_path / "task.py").write_text("EPOCHS = 4\n")
-    assert configs.code_fingerprint([str(tmp_path)]) != before
+    changed = configs.code_fingerprint([str(tmp_path)])
+    assert changed != before
+    (tmp_path / "embeddings").mkdir()
+    (tmp_path / "embeddings" / "qr.py").write_text("M = 2\n")  # a subpackage counts too
+    assert configs.code_fingerprint([str(tmp_path)]) != changed

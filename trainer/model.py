@@ -15,6 +15,8 @@ import numpy as np
 
 from components import features
 from trainer import embeddings
+from trainer import row_sparse
+from trainer.embeddings.full_layer import RowEmbedding
 from trainer.model_config import ModelConfig
 from trainer.model_config import RATING_HEADS
 
@@ -80,7 +82,7 @@ class RowL2(keras.layers.Layer):
             if ids is None:
                 raise ValueError(f"{self.name}: l2_per_id needs the looked-up ids")
             flat_ids = keras.ops.reshape(keras.ops.cast(ids, "int32"), (-1,))
-            coefficient = coefficient + self.l2_per_id * keras.ops.take(
+            coefficient = coefficient + self.l2_per_id * row_sparse.lookup(
                 self.inverse_counts, flat_ids
             )
         self.add_loss(keras.ops.mean(coefficient * squared))
@@ -229,7 +231,9 @@ def _optimizer(config: ModelConfig) -> keras.optimizers.Optimizer:
         # Decoupled decay shrinks every row every step, seen in the batch or
         # not, unlike the per-looked-up-row L2 penalty.
         return keras.optimizers.AdamW(weight_decay=config.weight_decay, **settings)
-    return keras.optimizers.Adam(**settings)
+    # Updates only the rows a batch looked up (tables, biases): a step costs
+    # the batch, not the vocabulary. Dense weights get plain Adam.
+    return row_sparse.RowSparseAdam(**settings)
 
 
 def id_embeddings(
@@ -267,7 +271,7 @@ def _initializer(config: ModelConfig):
 
 def _bias(ids, counts: Sequence[int], l2: float, l2_per_id: float, name: str) -> keras.KerasTensor:
     """A scalar per id (OOV included), zero at the start, penalised like the factors."""
-    table = keras.layers.Embedding(
+    table = RowEmbedding(
         len(counts) + features.NUM_OOV_BUCKETS, 1, embeddings_initializer="zeros", name=name
     )
     bias = keras.layers.Reshape((1,))(table(ids))

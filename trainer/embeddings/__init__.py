@@ -9,6 +9,7 @@ type        spec and sizes  layer                 main knobs
 ``md``      ``md.py``       ``md_layer.py``       blocks, alpha, base_dim or
                                                   param_budget or compression,
                                                   projection, tail_qr
+``hash``    ``hashing.py``  ``hash_layer.py``     num_buckets or compression
 ==========  ==============  ====================  =============================
 
 A technique's module holds its spec (a dataclass whose docstring is the
@@ -41,6 +42,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from trainer.embeddings.full import FullSpec
 from trainer.embeddings.full import PlainTable
+from trainer.embeddings.hashing import HashSpec
 from trainer.embeddings.md import MDSpec
 from trainer.embeddings.memory import embedding_memory_report
 from trainer.embeddings.memory import layer_tables
@@ -53,11 +55,12 @@ from trainer.embeddings.spec import Vocabulary
 from trainer.embeddings.spec import rows_text
 from trainer.embeddings.spec import shown
 
-TECHNIQUES = {spec.type: spec for spec in (FullSpec, QRSpec, MDSpec)}
+TECHNIQUES = {spec.type: spec for spec in (FullSpec, QRSpec, MDSpec, HashSpec)}
 
 __all__ = [
     "TECHNIQUES",
     "FullSpec",
+    "HashSpec",
     "MDSpec",
     "QRSpec",
     "Spec",

@@ -29,7 +29,7 @@ def test_a_json_spec_parses_into_its_techniques_typed_spec():
     spec = embeddings.parse({"type": "md", "blocks": 2, "tail_qr": {"operation": "add"}}, 16)
     assert spec == MDSpec(blocks=2, tail_qr=QRSpec(operation="add"))
     assert embeddings.parse(spec, 16) is spec
-    assert sorted(embeddings.TECHNIQUES) == ["full", "md", "qr"]
+    assert sorted(embeddings.TECHNIQUES) == ["full", "hash", "md", "qr"]
 
 
 @pytest.mark.parametrize(

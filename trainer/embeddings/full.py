@@ -1,7 +1,7 @@
 """Full: a plain table, one ``output_dim`` row per id."""
 
 import dataclasses
-from typing import ClassVar, List
+from typing import ClassVar, List, Optional
 
 from trainer.embeddings.spec import Spec
 from trainer.embeddings.spec import Table
@@ -10,7 +10,7 @@ from trainer.embeddings.spec import Vocabulary
 
 @dataclasses.dataclass(frozen=True)
 class PlainTable(Table):
-    """``input_dim x output_dim``, as ``keras.layers.Embedding``."""
+    """``input_dim x output_dim``: a ``keras.layers.Embedding`` read row-sparsely."""
 
     input_dim: int
     output_dim: int
@@ -20,9 +20,9 @@ class PlainTable(Table):
         return self.input_dim * self.output_dim
 
     def layer(self, name, initializer=None, regularizer=None):
-        import keras
+        from trainer.embeddings.full_layer import RowEmbedding
 
-        return keras.layers.Embedding(
+        return RowEmbedding(
             self.input_dim,
             self.output_dim,
             embeddings_initializer="uniform" if initializer is None else initializer,
@@ -40,6 +40,7 @@ class FullSpec(Spec):
     """
 
     type: ClassVar[str] = "full"
+    layer_module: ClassVar[Optional[str]] = "trainer.embeddings.full_layer"
 
     def resolve(self, vocab: Vocabulary, output_dim: int, notes: List[str]) -> PlainTable:
         return PlainTable(vocab.input_dim, output_dim)

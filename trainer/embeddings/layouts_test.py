@@ -35,7 +35,7 @@ COUNTS = {
 
 def describe(layer):
     kind = type(layer).__name__
-    if kind == "Embedding":
+    if kind in ("Embedding", "RowEmbedding"):
         return f"full {layer.input_dim}x{layer.output_dim}"
     if kind == "QREmbedding":
         return (

@@ -9,6 +9,7 @@ from keras import ops
 # let each id be embedded once, by its own block only.
 import tensorflow as tf
 
+from trainer import row_sparse
 from trainer.embeddings.ids import deserialized
 from trainer.embeddings.ids import ids_output_shape
 from trainer.embeddings.ids import per_table_initializer
@@ -144,7 +145,7 @@ class MDEmbedding(keras.layers.Layer):
 
     def _embed_block(self, i: int, local_ids):
         if self._has_table(i):
-            vectors = ops.take(self._block_tables[i], local_ids, axis=0)
+            vectors = row_sparse.lookup(self._block_tables[i], local_ids)
         else:
             vectors = self._tail(local_ids)
         if self._projections[i] is not None:

@@ -22,6 +22,8 @@ from typing import Any, Dict, List, Optional
 import keras
 from keras import ops
 
+from trainer import row_sparse
+
 from trainer.embeddings.ids import deserialized
 from trainer.embeddings.ids import ids_output_shape
 from trainer.embeddings.ids import per_table_initializer
@@ -127,7 +129,7 @@ class QREmbedding(keras.layers.Layer):
             else:
                 # m**k >= input_dim bounds the top digit below m already.
                 digit = rest
-            factors.append(ops.take(table, digit, axis=0))
+            factors.append(row_sparse.lookup(table, digit))
         if self.operation == "mult":
             return functools.reduce(ops.multiply, factors)
         if self.operation == "add":
