@@ -23,6 +23,7 @@ from components import features
 from trainer import embeddings
 from trainer import export
 from trainer import model as model_lib
+from trainer import progress
 from trainer import transform_graph
 from trainer.model_config import ModelConfig
 
@@ -260,6 +261,7 @@ def train(
         )
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    callbacks.append(progress.TrainingProgress())  # the local run's console; else nothing
     model.fit(
         data.train,
         validation_data=data.eval,
