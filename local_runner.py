@@ -7,7 +7,12 @@
 Exit status: 0 when the model was blessed and pushed; 3 when the Evaluator did not
 bless it or it failed the serving check (nothing pushed, earlier pushed versions
 untouched); 2 on bad input data or settings, or when another run holds the output
-root; 1 on any other failure (a failed push included: nothing half-pushed is left).
+root; 1 on any other failure (a failed push included: nothing half-pushed is left);
+130 when interrupted (Ctrl-C).
+
+The terminal shows a line as each component starts and ends, the Trainer's progress
+and the summary; everything TFX, Beam and TensorFlow log goes to
+OUTPUT_ROOT/logs/run-<time>.log (--verbose: to the terminal as well).
 """
 
 import argparse
@@ -21,11 +26,13 @@ from components import movielens
 from components import synthetic
 from pipeline import cli
 from pipeline import configs
+from pipeline import console
 from pipeline import run_lock
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_BLESSED = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 SERVING_CHECK_PROCESS = "process"
 SERVING_CHECK_DOCKER = "docker"
@@ -86,6 +93,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "the local defaults (--runner=FnApiRunner --direct_running_mode=in_memory "
         "--direct_num_workers=1 --setup_file=...), and Beam takes a flag's last value, so "
         "these override them",
+    )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also stream everything TFX, Beam and TensorFlow log to the console; it always "
+        "goes to the run's log file, OUTPUT_ROOT/logs/run-<time>.log",
     )
     args = parser.parse_args(argv)
     for flag in args.beam_args or []:
@@ -183,6 +197,29 @@ def run(args) -> int:
         config = dataclasses.replace(config, tf_serving_image=configs.DEFAULT_TF_SERVING_IMAGE)
     print(f"Model: {config.model.name} {config.model.to_json()}")
 
+    # From here on what TFX, Beam and TensorFlow write goes to the run's log
+    # (and with --verbose to the terminal too); the terminal gets a line per
+    # component, the Trainer's progress and the summary.
+    try:
+        log = console.open_log(config.output_root)
+    except OSError as e:
+        print(f"error: cannot create the run's log: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    with console.capture(log, verbose=args.verbose) as con:
+        con.print(f"Log: {con.log_path}")
+        try:
+            return run_pipeline(config, con)
+        except KeyboardInterrupt:
+            con.interrupted()
+            return EXIT_INTERRUPTED
+        except Exception as e:  # pylint: disable=broad-except
+            # Its first line and the log's path; the traceback is in the log.
+            con.failed(e)
+            return EXIT_FAILED
+
+
+def run_pipeline(config: configs.PipelineConfig, con: console.Console) -> int:
+    """Runs the pipeline and prints the summary; what the user must fix exits 2."""
     # TFX takes seconds to import; only once the input is known to be readable.
     from absl import logging as absl_logging
     from tfx.orchestration import metadata
@@ -195,28 +232,30 @@ def run(args) -> int:
     from trainer.embeddings import SpecVocabularyError
 
     absl_logging.set_verbosity(absl_logging.INFO)
+    pipeline = pipeline_lib.create_pipeline(
+        config, metadata.sqlite_metadata_connection_config(config.metadata_path)
+    )
+    con.expect([component.id for component in pipeline.components])
     try:
-        LocalDagRunner().run(
-            pipeline_lib.create_pipeline(
-                config, metadata.sqlite_metadata_connection_config(config.metadata_path)
-            )
-        )
+        LocalDagRunner().run(pipeline)
     except (DataAnomaliesError, SpecVocabularyError) as e:
         # The data, or a setting the vocabulary cannot honour: the user's to fix.
-        print(f"error: {e}", file=sys.stderr)
+        con.failed(e, whole_message=True)
         return EXIT_BAD_INPUT
     except PushError as e:
-        print(f"error: {e}", file=sys.stderr)
+        con.failed(e, whole_message=True)
         return EXIT_FAILED
+    con.pipeline_finished()
 
     facts = run_summary.collect(config.output_root, config.pipeline_name)
-    print()
-    print(run_summary.format_summary(facts))
-    write_report(facts)
+    con.print()
+    con.print(run_summary.format_summary(facts))
+    write_report(facts, con)
+    con.print(f"Log:            {con.log_path}")
     return 0 if facts["blessing"]["pushed"] else EXIT_NOT_BLESSED
 
 
-def write_report(facts: dict) -> None:
+def write_report(facts: dict, con: console.Console) -> None:
     """Writes OUTPUT_ROOT/report.json and the page, report.html; prints the page's path."""
     from pipeline import report
 
@@ -224,9 +263,9 @@ def write_report(facts: dict) -> None:
         path = report.write_report(facts)
     except Exception as e:  # pylint: disable=broad-except
         # The run's outcome (blessed, pushed) stands whatever happens to the page.
-        print(f"warning: could not write the report: {e!r}", file=sys.stderr)
+        con.error(f"warning: could not write the report: {e!r}")
         return
-    print(f"Report:         {path}")
+    con.print(f"Report:         {path}")
 
 
 if __name__ == "__main__":

@@ -247,7 +247,11 @@ def test_a_failed_push_exits_1_with_its_reason_in_one_line(tmp_path, capsys, mon
         raise pusher.PushError("could not push the model to X: the disk is full; nothing was pushed")
 
     monkeypatch.setattr(local_dag_runner.LocalDagRunner, "run", full_disk)
-    status, _ = _run(tmp_path)
+    status, output_root = _run(tmp_path)
     err = capsys.readouterr().err
     assert status == local_runner.EXIT_FAILED
-    assert err.strip().splitlines()[-1] == "error: could not push the model to X: the disk is full; nothing was pushed"
+    (log,) = (output_root / "logs").glob("run-*.log")
+    assert err.strip().splitlines()[-2:] == [
+        "error: could not push the model to X: the disk is full; nothing was pushed",
+        f"full log: {log}",
+    ]
