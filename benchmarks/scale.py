@@ -8,6 +8,11 @@ so the loss has something to fit.
 
 Paths (``--path``):
 
+* ``preset``: ``trainer.model.build_model`` with the default preset as it
+  is (its user table sized from an int32 count per id), what the pipeline's
+  Trainer trains. ``python -m benchmarks.scale`` with no ``--ids`` runs it
+  at 10k, 1M, 10M and 100M user ids, batch 512, each size in a child
+  process, and writes ``results/scale.json``.
 * ``qr_layer``: users through ``trainer.embeddings.qr_layer.QREmbedding`` (base
   ``ceil(sqrt(n))``, element-wise product of quotient and remainder rows),
   movies through a plain table, dot product, ``sigmoid * 5``, MSE, Adam.
@@ -20,6 +25,7 @@ Paths (``--path``):
 * ``full``: a plain ``keras.layers.Embedding`` user table, to show what a
   full table costs where it still fits.
 
+    python -m benchmarks.scale                       # the curve -> results/scale.json
     python -m benchmarks.scale --ids 100000000 --path qr_layer --steps 300
 """
 
@@ -27,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from typing import Dict
@@ -41,7 +49,12 @@ from trainer import model as model_lib
 from trainer import model_config
 from trainer.embeddings import qr_layer
 
-PATHS = ("qr_layer", "build_model", "build_model_no_biases", "full")
+PATHS = ("preset", "qr_layer", "build_model", "build_model_no_biases", "full")
+# The step-cost curve: the default preset at the pipeline's batch size.
+CURVE_IDS = (10_000, 1_000_000, 10_000_000, 100_000_000)
+CURVE_BATCH_SIZE = 512
+CURVE_STEPS = 200
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "scale.json")
 NUM_MOVIES = 3706
 EMBEDDING_DIM = 64
 BYTES_PER_FLOAT = 4
@@ -95,6 +108,15 @@ def qr_layer_model(num_ids: int, full_user_table: bool = False) -> keras.Model:
     return model
 
 
+def preset_model(num_ids: int) -> keras.Model:
+    """The default preset on ``num_ids`` users (Zipf-like counts) and the movie vocabulary."""
+    users = num_ids - features.NUM_OOV_BUCKETS
+    user_counts = (1e6 / np.arange(1, users + 1, dtype=np.float64)).astype(np.int32) + 1
+    movie_counts = (1e6 / np.arange(1, NUM_MOVIES + 1)).astype(np.int32) + 1
+    config = model_config.preset(model_config.DEFAULT_MODEL)
+    return model_lib.build_model(config, user_counts, movie_counts, 3.5)
+
+
 def project_model(num_ids: int, use_biases: bool = True) -> keras.Model:
     """``build_model`` with the default preset and a QR user table over ``num_ids`` ids."""
     preset = model_config.preset(model_config.DEFAULT_MODEL)
@@ -129,7 +151,9 @@ def run(num_ids: int, path: str, steps: int, batch_size: int, seed: int) -> Dict
     keras.utils.set_random_seed(seed)
     rss_before_build = peak_rss_gb()
     built_at = time.perf_counter()
-    if path.startswith("build_model"):
+    if path == "preset":
+        model = preset_model(num_ids)
+    elif path.startswith("build_model"):
         model = project_model(num_ids, use_biases=(path == "build_model"))
     else:
         model = qr_layer_model(num_ids, full_user_table=(path == "full"))
@@ -174,14 +198,56 @@ def run(num_ids: int, path: str, steps: int, batch_size: int, seed: int) -> Dict
     }
 
 
+def curve(ids=CURVE_IDS, steps: int = CURVE_STEPS, out: str = RESULTS) -> Dict:
+    """The default preset's step time and peak RSS per vocabulary size, one child each."""
+    step_ms, peak = {}, {}
+    runs = []
+    for num_ids in ids:
+        command = [sys.executable, "-m", "benchmarks.scale", "--ids", str(num_ids)]
+        command += ["--path", "preset", "--steps", str(steps)]
+        command += ["--batch-size", str(CURVE_BATCH_SIZE)]
+        print(f"{num_ids:,} ids ...", flush=True)
+        child = subprocess.run(command, capture_output=True, text=True, check=False)
+        lines = [line for line in child.stdout.splitlines() if line.startswith("SCALE_RESULT ")]
+        if child.returncode or not lines:
+            tail = (child.stderr or child.stdout).strip().splitlines()[-1:]
+            runs.append({"ids": num_ids, "failed": tail[0] if tail else f"exit {child.returncode}"})
+            print(f"  failed: {runs[-1]['failed']}", flush=True)
+            continue
+        result = json.loads(lines[-1].split(" ", 1)[1])
+        runs.append(result)
+        step_ms[str(num_ids)] = result["step_ms_p50"]
+        peak[str(num_ids)] = result["peak_rss_gb"]
+        print(f"  {result['step_ms_p50']} ms/step, peak RSS {result['peak_rss_gb']} GB", flush=True)
+    results = {
+        "machine": measure.machine_info(),
+        "preset": model_config.DEFAULT_MODEL,
+        "batch_size": CURVE_BATCH_SIZE,
+        "step_ms": step_ms,
+        "step_peak_rss_gb": peak,
+        "runs": runs,
+    }
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".tmp", "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(out + ".tmp", out)  # complete or absent
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ids", type=int, required=True, help="user vocabulary size")
+    parser.add_argument(
+        "--ids", type=int, help="one user vocabulary size, in this process (default: the curve)"
+    )
+    parser.add_argument("--out", default=RESULTS, help="the curve's results file")
     parser.add_argument("--path", choices=PATHS, default="qr_layer")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
+    if args.ids is None:
+        curve(steps=args.steps if args.steps != 300 else CURVE_STEPS, out=args.out)
+        return 0
     result = run(args.ids, args.path, args.steps, args.batch_size, args.seed)
     # One JSON line on stdout for the parent benchmark to read.
     print("SCALE_RESULT " + json.dumps(result), flush=True)

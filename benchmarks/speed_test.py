@@ -104,3 +104,16 @@ def test_scale_trains_a_user_table_and_counts_its_parameters(path):
         assert result["user_table_params"] < full / 10
     assert result["step_ms_p50"] > 0 and np.isfinite(result["loss_last"])
     assert result["peak_rss_gb"] >= result["peak_rss_gb_before_build"] > 0
+
+
+def test_the_scale_curve_trains_the_default_preset_per_size_and_writes_its_results(tmp_path):
+    out = tmp_path / "scale.json"
+    results = scale.curve(ids=(3000, 6000), steps=25, out=str(out))
+    assert json.loads(out.read_text()) == results
+    assert set(results["step_ms"]) == set(results["step_peak_rss_gb"]) == {"3000", "6000"}
+    small, large = results["runs"]
+    assert small["path"] == "preset" and small["batch_size"] == scale.CURVE_BATCH_SIZE
+    # The user table follows the vocabulary at the preset's compression.
+    assert small["user_table_params"] < large["user_table_params"] < 6000 * scale.EMBEDDING_DIM
+    assert all(ms > 0 for ms in results["step_ms"].values())
+    assert results["machine"]["cpu_model"]
