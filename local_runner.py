@@ -250,9 +250,27 @@ def run_pipeline(config: configs.PipelineConfig, con: console.Console) -> int:
     facts = run_summary.collect(config.output_root, config.pipeline_name)
     con.print()
     con.print(run_summary.format_summary(facts))
+    if facts["blessing"]["pushed"]:
+        print_sample_recommendations(facts["blessing"]["pushed_destination"], con)
     write_report(facts, con)
     con.print(f"Log:            {con.log_path}")
     return 0 if facts["blessing"]["pushed"] else EXIT_NOT_BLESSED
+
+
+def print_sample_recommendations(version_dir: str, con: console.Console, k: int = 5) -> None:
+    """The pushed model's top k for the most active user, asked as a client would."""
+    import tensorflow as tf
+
+    from components import features
+
+    with open(os.path.join(version_dir, "assets", features.USER_VOCABULARY), "rb") as f:
+        user = f.readline().rstrip(b"\n").partition(b" ")[2].decode()
+    top = tf.saved_model.load(version_dir).signatures["recommend"](
+        user_id=tf.constant([user]), k=tf.constant(k)
+    )
+    con.print(f"Top {k} for {user} (the most active user), from the pushed model's recommend:")
+    for movie, rating in zip(top["movie_id"].numpy()[0], top["rating"].numpy()[0]):
+        con.print(f"  {movie.decode():<24} {rating:.2f}")
 
 
 def write_report(facts: dict, con: console.Console) -> None:

@@ -42,8 +42,8 @@ def test_vocabulary_files_store_frequencies(tiny_transform):
 
     _, work, _ = tiny_transform
     output = tft.TFTransformOutput(work)
-    assert task.read_vocabulary_counts(output, features.USER_VOCABULARY) == [3, 2, 1]
-    assert task.read_vocabulary_counts(output, features.MOVIE_VOCABULARY) == [4, 2]
+    assert task.read_vocabulary_counts(output, features.USER_VOCABULARY).tolist() == [3, 2, 1]
+    assert task.read_vocabulary_counts(output, features.MOVIE_VOCABULARY).tolist() == [4, 2]
 
 
 # Train ratings per movie and per user, most rated first; ranks follow.

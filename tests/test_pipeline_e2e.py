@@ -53,6 +53,11 @@ def test_run_succeeds_and_reports(pipeline_run):
         "Embedding tables",
     ):
         assert text in result.stdout
+    # A list for one user, asked of the pushed model's recommend signature.
+    top = result.stdout.split("Top 5 for ")[1].splitlines()[1:6]
+    assert len(top) == 5 and all(line.split()[0].startswith("movie_") for line in top)
+    ratings = [float(line.split()[1]) for line in top]
+    assert ratings == sorted(ratings, reverse=True)
 
 
 def test_pushed_model_rates_known_and_unknown_ids(pipeline_run):

@@ -8,7 +8,7 @@ it with Keras progress and TensorBoard logs, and exports a SavedModel whose
 import dataclasses
 import json
 import os
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -25,6 +25,7 @@ from trainer import export
 from trainer import model as model_lib
 from trainer import progress
 from trainer import transform_graph
+from trainer import vocabulary
 from trainer.model_config import ModelConfig
 
 # Files written next to the SavedModel (inside it, under assets.extra, so the
@@ -35,22 +36,9 @@ HISTORY_FILE = "history.json"
 
 def read_vocabulary_counts(
     tf_transform_output: tft.TFTransformOutput, vocabulary_name: str
-) -> List[int]:
-    """Train-split frequency of each id, most frequent first."""
-    path = tf_transform_output.vocabulary_file_by_name(vocabulary_name)
-    counts = []
-    with tf.io.gfile.GFile(path, "rb") as f:
-        for line_number, line in enumerate(f, start=1):
-            count, _, _ = line.partition(b" ")
-            try:
-                counts.append(int(count))
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{line_number}: expected 'count token', got {line!r}"
-                ) from None
-    if not counts:
-        raise ValueError(f"Vocabulary {path} is empty: no ids in the train split")
-    return counts
+) -> np.ndarray:
+    """Train-split frequency of each id, most frequent first (int32, one per id)."""
+    return vocabulary.read_counts(tf_transform_output.vocabulary_file_by_name(vocabulary_name))
 
 
 # Rows per batch when a split is read into memory, and per eval batch: only
@@ -59,7 +47,7 @@ LOAD_BATCH_SIZE = 65_536
 EVAL_BATCH_SIZE = 16_384
 # Train steps per call into the compiled train function. A step of these
 # small models is mostly Python and Keras bookkeeping, not math; 8 steps a
-# call saved about 40% of an epoch of 1M ratings on 2 cores. The math is
+# call saves much of an epoch's Python overhead. The math is
 # unchanged; Keras' per-batch callbacks see every 8th step.
 STEPS_PER_EXECUTION = 8
 
@@ -69,8 +57,8 @@ class RawExampleReader:
     """Raw example files as batches of (model inputs, rating), through the Transform graph.
 
     The pipeline's Transform does not materialize transformed examples (that
-    pass was 40% of its time); the Trainer applies the graph itself, loaded
-    once for every split it reads.
+    pass was a large share of its time); the Trainer applies the graph itself,
+    loaded once for every split it reads.
     """
 
     data_accessor: DataAccessor
@@ -235,8 +223,8 @@ def streamed_mean_label(dataset: tf.data.Dataset) -> float:
 def train(
     config: ModelConfig,
     data: TrainingData,
-    user_counts: List[int],
-    movie_counts: List[int],
+    user_counts: Sequence[int],
+    movie_counts: Sequence[int],
     log_dir: Optional[str] = None,
 ) -> keras.Model:
     """Builds and fits the model; returns it with ``history`` attached.
