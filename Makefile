@@ -7,17 +7,22 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast venv clean-outputs chromium
+.PHONY: run test test-fast lint venv clean-outputs chromium
 
 run: $(INSTALLED)
 	$(PYTHON) local_runner.py $(ARGS)
 
 # Everything, including the slow end-to-end pipeline runs (this is what CI runs).
-test: $(INSTALLED) chromium
+test: $(INSTALLED) chromium lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
+# Lint and formatting are part of the tests (ruff.toml; the pin is in constraints.txt).
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 # Skips the tests marked slow (whole-pipeline runs); for quick local iteration.
-test-fast: $(INSTALLED)
+test-fast: $(INSTALLED) lint
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 venv: $(INSTALLED)

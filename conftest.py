@@ -40,7 +40,9 @@ def tiny_transform(tmp_path_factory):
     """
     import tensorflow as tf
     import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+    from tensorflow_transform.tf_metadata import dataset_metadata
+    from tensorflow_transform.tf_metadata import metadata_io
+    from tensorflow_transform.tf_metadata import schema_utils
 
     from components import preprocessing
 

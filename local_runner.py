@@ -269,7 +269,7 @@ def print_sample_recommendations(version_dir: str, con: console.Console, k: int 
         user_id=tf.constant([user]), k=tf.constant(k)
     )
     con.print(f"Top {k} for {user} (the most active user), from the pushed model's recommend:")
-    for movie, rating in zip(top["movie_id"].numpy()[0], top["rating"].numpy()[0]):
+    for movie, rating in zip(top["movie_id"].numpy()[0], top["rating"].numpy()[0], strict=False):
         con.print(f"  {movie.decode():<24} {rating:.2f}")
 
 

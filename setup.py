@@ -48,8 +48,9 @@ setuptools.setup(
         "Jinja2>=3.1,<4",  # the run report's page template
     ],
     extras_require={
-        # kfp: the tests load the compiled Kubeflow / Vertex AI spec with it.
-        "test": ["pytest>=8", "kfp>=2.5,<2.6"],
+        # kfp: the tests load the compiled Kubeflow / Vertex AI spec with it;
+        # ruff: `make test` lints and checks formatting.
+        "test": ["pytest>=8", "kfp>=2.5,<2.6", "ruff"],
         # Compiling for Kubeflow Pipelines v2 / Vertex AI (kubeflow_v2_runner.py).
         "kubeflow": ["kfp>=2.5,<2.6"],
     },

@@ -15,15 +15,13 @@ The rows of the last two are compared with their group's first row.
 
 from __future__ import annotations
 
-from typing import Dict, List
-
 from benchmarks import quality
 from trainer import model_config
 
 BUDGET = 16
 
 
-def _group(name: str, base, variants: List[tuple[str, Dict]], ladder=False) -> List:
+def _group(name: str, base, variants: list[tuple[str, dict]], ladder=False) -> list:
     rows, changes = [], {}
     for i, (label, change) in enumerate(variants):
         changes = {**changes, **change} if ladder else change
@@ -33,7 +31,7 @@ def _group(name: str, base, variants: List[tuple[str, Dict]], ladder=False) -> L
     return rows
 
 
-def full_ladder() -> List:
+def full_ladder() -> list:
     full = model_config.preset("full")
     return _group(
         "full ladder",
@@ -64,7 +62,7 @@ def full_ladder() -> List:
     )
 
 
-def _schedule(config) -> List[tuple[str, Dict]]:
+def _schedule(config) -> list[tuple[str, dict]]:
     """Learning rate and batch size, halved and doubled."""
     rate = config.learning_rate
     return [
@@ -75,7 +73,7 @@ def _schedule(config) -> List[tuple[str, Dict]]:
     ]
 
 
-def full_one_change() -> List:
+def full_one_change() -> list:
     full = model_config.preset("full")
     normal = {"class_name": "RandomNormal", "config": {"stddev": 0.1}}
     return _group(
@@ -97,7 +95,7 @@ def full_one_change() -> List:
     )
 
 
-def compressed_one_change() -> List:
+def compressed_one_change() -> list:
     best = model_config.preset(model_config.DEFAULT_MODEL)
     ratio = BUDGET * best.embedding_dim / quality.REFERENCE_DIM
 
@@ -160,5 +158,5 @@ def compressed_one_change() -> List:
     )
 
 
-def entries() -> List:
+def entries() -> list:
     return full_ladder() + full_one_change() + compressed_one_change()

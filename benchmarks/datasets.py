@@ -9,10 +9,10 @@ train split map to the single out-of-vocabulary index, the vocabulary size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
-import functools
-from typing import Callable, Dict, List
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -52,8 +52,8 @@ class PreparedData:
     eval_movies: np.ndarray
     eval_ratings: np.ndarray
     # Train-split frequency of each vocabulary id, most frequent first.
-    user_counts: List[int]
-    movie_counts: List[int]
+    user_counts: list[int]
+    movie_counts: list[int]
 
     @property
     def mean_rating(self) -> float:
@@ -97,7 +97,7 @@ CALIBRATION_SETS = ("synthetic-100k-flat",) + tuple(
 )
 
 # name -> how its ratings are made
-DATASETS: Dict[str, Callable[[], movielens.Ratings]] = {
+DATASETS: dict[str, Callable[[], movielens.Ratings]] = {
     "ml-100k": _movielens_100k,
     "synthetic-1m": lambda: synthetic.generate_ratings(6040, 3706, 1_000_000),
     # A floor of 1 rating keeps the generator's long tail of users, most with
@@ -113,7 +113,7 @@ DATASETS: Dict[str, Callable[[], movielens.Ratings]] = {
 }
 
 
-def frequency_ranks(ids: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarray, List[int]]:
+def frequency_ranks(ids: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Index of every row's id and the vocabulary counts, as Transform computes them.
 
     Returns ``(indices, counts)``: ``indices[i]`` is the rank of ``ids[i]`` by

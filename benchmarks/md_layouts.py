@@ -24,7 +24,8 @@ one budget shared by the user and movie tables.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def table_dims(counts: Sequence[int], dim_of_count: Callable[[np.ndarray], np.nd
     return dim_of_count(rows).astype(int)
 
 
-def table_spec(dims: np.ndarray) -> Dict:
+def table_spec(dims: np.ndarray) -> dict:
     """An MD spec whose blocks are the runs of equal dims (ids are frequency-sorted)."""
     sizes, widths = [], []
     for d in dims.tolist():
@@ -101,7 +102,7 @@ def threshold_layout(data: datasets.PreparedData, budget: int):
     )
 
 
-def entries(data: datasets.PreparedData) -> List[quality.Entry]:
+def entries(data: datasets.PreparedData) -> list[quality.Entry]:
     """Every layout on ``data``, the uniform table first; each compared with it."""
     rows = {e.config: e.model for e in quality.entries([BUDGET])}
     uniform, md = rows[f"uniform_{BUDGET}x"], rows[f"md_{BUDGET}x"]

@@ -15,8 +15,9 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import psutil
@@ -32,7 +33,7 @@ def _run(*command: str) -> str:
         return ""
 
 
-def machine_info() -> Dict:
+def machine_info() -> dict:
     """Facts read from this machine now: CPU, cores, memory, GPUs, Python, commit."""
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     cpu = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
@@ -61,7 +62,7 @@ class Timed:
     load_1min_start: float = 0.0
     load_1min_end: float = 0.0
 
-    def as_dict(self) -> Dict:
+    def as_dict(self) -> dict:
         return {k: round(v, 2) for k, v in dataclasses.asdict(self).items()}
 
 
@@ -76,7 +77,7 @@ def timed() -> Iterator[Timed]:
         record.load_1min_end = round(os.getloadavg()[0], 2)
 
 
-def latency_summary(seconds: Sequence[float]) -> Dict:
+def latency_summary(seconds: Sequence[float]) -> dict:
     """Percentiles, mean, min and max of per-call latencies, in milliseconds."""
     ms = np.asarray(seconds) * 1000
     summary = {f"p{q}_ms": round(float(np.percentile(ms, q)), 4) for q in (50, 90, 99)}
@@ -129,7 +130,7 @@ class PeakRssMonitor:
             self.peak_bytes = max(self.peak_bytes, total)
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> "PeakRssMonitor":
+    def __enter__(self) -> PeakRssMonitor:
         self._thread.start()
         return self
 
@@ -139,8 +140,8 @@ class PeakRssMonitor:
 
 
 def run_measured(
-    command: List[str], log_path: str, env: Optional[Dict] = None, timeout: Optional[float] = None
-) -> Dict:
+    command: list[str], log_path: str, env: dict | None = None, timeout: float | None = None
+) -> dict:
     """Runs ``command`` in the repository root, output to ``log_path``: exit, time, load, memory.
 
     The time covers the whole process, interpreter start and imports
@@ -169,7 +170,7 @@ def run_measured(
     }
 
 
-def component_seconds(metadata_path: str) -> Dict[str, Dict]:
+def component_seconds(metadata_path: str) -> dict[str, dict]:
     """Wall time of each pipeline node's executions, from the run's ML Metadata.
 
     An execution is created just before its executor starts and last updated
@@ -192,7 +193,7 @@ def component_seconds(metadata_path: str) -> Dict[str, Dict]:
         for context in store.get_contexts_by_type("node")
         for e in store.get_executions_by_context(context.id)
     ]
-    timings: Dict[str, Dict] = {}
+    timings: dict[str, dict] = {}
     for _, node, seconds, state in sorted(rows):
         entry = timings.setdefault(node, {"seconds": 0.0, "executions": 0})
         entry.update(seconds=round(entry["seconds"] + seconds, 3), state=state)
@@ -204,7 +205,7 @@ def component_seconds(metadata_path: str) -> Dict[str, Dict]:
 _EPOCH_LINE = re.compile(r"(\d+)/\1 - (\d+(?:\.\d+)?)s - (\d+(?:\.\d+)?)(ms|us|s)/step(.*)")
 
 
-def keras_epochs(log_text: str) -> List[Dict]:
+def keras_epochs(log_text: str) -> list[dict]:
     """Steps, seconds (Keras rounds them) and ms per step of each epoch logged with verbose=2."""
     epochs = []
     for steps, seconds, per_step, unit, rest in _EPOCH_LINE.findall(log_text):

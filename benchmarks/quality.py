@@ -26,8 +26,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
 
 import keras
 
@@ -56,12 +57,12 @@ class Recipe:
     seed's; ``seeds`` caps the seeds on a data set whose rows are slow.
     """
 
-    batch_size: Optional[int] = None
+    batch_size: int | None = None
     learning_rate_scale: float = 1.0
     max_epochs: int = 30
     patience: int = 2
-    regularization: Dict[str, float] = dataclasses.field(default_factory=dict)
-    seeds: Optional[int] = None
+    regularization: dict[str, float] = dataclasses.field(default_factory=dict)
+    seeds: int | None = None
 
     def apply(self, config: ModelConfig, is_seed: bool) -> ModelConfig:
         changes = {}
@@ -78,7 +79,7 @@ class Recipe:
         return config.replace(**changes)
 
 
-RECIPES: Dict[str, Recipe] = {
+RECIPES: dict[str, Recipe] = {
     # 140 ratings per id: the presets' L2 (tuned on ML-100K) held the full
     # model 0.015 above its best; 0.03 per lookup measured best for the full
     # model and the 4-d table alike, and the per-id prior added nothing
@@ -106,17 +107,17 @@ class Entry:
 
     config: str
     model: ModelConfig
-    technique: Optional[str] = None
-    budget: Optional[int] = None
+    technique: str | None = None
+    budget: int | None = None
     is_seed: bool = False
-    group: Optional[str] = None
-    what: Optional[str] = None
+    group: str | None = None
+    what: str | None = None
     # The row this one is compared with (``vs`` in the rendered table).
-    versus: Optional[str] = None
-    overrides: Dict = dataclasses.field(default_factory=dict)
+    versus: str | None = None
+    overrides: dict = dataclasses.field(default_factory=dict)
 
 
-def scale_compression(spec: Dict, ratio: float) -> Dict:
+def scale_compression(spec: dict, ratio: float) -> dict:
     """``spec`` with every "compression" (its own and its tail_qr's) set to ``ratio``."""
     spec = dict(spec)
     if "compression" in spec:
@@ -139,7 +140,7 @@ def at_budget(config: ModelConfig, budget: int) -> ModelConfig:
     )
 
 
-def entries(budgets: Sequence[int] = BUDGETS) -> List[Entry]:
+def entries(budgets: Sequence[int] = BUDGETS) -> list[Entry]:
     """The rows of the ``quality`` group, in report order."""
     rows = [
         Entry("seed_baseline", model_config.SEED_BASELINE, "full", is_seed=True),
@@ -171,14 +172,14 @@ def entries(budgets: Sequence[int] = BUDGETS) -> List[Entry]:
     return rows
 
 
-def block_dims(layers: Dict[str, keras.layers.Layer]) -> Dict[str, List[int]]:
+def block_dims(layers: dict[str, keras.layers.Layer]) -> dict[str, list[int]]:
     """The widths of each MD table's blocks (an MD layer is one with ``block_dims``)."""
     return {
         f: list(layer.block_dims) for f, layer in layers.items() if hasattr(layer, "block_dims")
     }
 
 
-def built_technique(technique: str, layers: Dict[str, keras.layers.Layer]) -> str:
+def built_technique(technique: str, layers: dict[str, keras.layers.Layer]) -> str:
     """``technique``, or "uniform" for an MD row whose blocks all came out one width."""
     if technique != "md":
         return technique
@@ -189,7 +190,7 @@ def built_technique(technique: str, layers: Dict[str, keras.layers.Layer]) -> st
     return technique if mixed else "uniform"
 
 
-def train_row(entry: Entry, config: ModelConfig, data, seeds: Sequence[int]) -> List[Dict]:
+def train_row(entry: Entry, config: ModelConfig, data, seeds: Sequence[int]) -> list[dict]:
     """Trains one row once per seed: its means, the tables it built, its settings."""
 
     def on_run(seed, run):
@@ -219,7 +220,7 @@ def train_row(entry: Entry, config: ModelConfig, data, seeds: Sequence[int]) -> 
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-    rows: Callable[[datasets.PreparedData], List[Entry]]
+    rows: Callable[[datasets.PreparedData], list[Entry]]
     datasets: Sequence[str]
     seeds: int
     train: Callable = train_row
@@ -228,8 +229,10 @@ class Group:
 CALIBRATION_ROWS = ("baseline", "uniform_8x", "uniform_16x", "uniform_32x")
 
 
-def groups() -> Dict[str, Group]:
-    from benchmarks import ablation, md_layouts, sparsity
+def groups() -> dict[str, Group]:
+    from benchmarks import ablation
+    from benchmarks import md_layouts
+    from benchmarks import sparsity
 
     three = ("ml-100k", "synthetic-1m", "synthetic-large")
     return {
@@ -245,7 +248,7 @@ def groups() -> Dict[str, Group]:
     }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     known = groups()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__)
     parser.add_argument("--group", default="quality", choices=list(known))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Row fields left out of tables: the full model settings stay in the JSON.
@@ -44,14 +44,14 @@ def is_records(value) -> bool:
     return scalar and bool(set.intersection(*(set(m) for m in members)))
 
 
-def label(record: Dict, index: int) -> str:
+def label(record: dict, index: int) -> str:
     for key in ("config", "change", "layout", "dataset", "variant"):
         if record.get(key):
             return str(record[key])
     return f"#{index + 1}"
 
 
-def flatten(record: Dict, prefix: str = "") -> tuple[Dict, Dict]:
+def flatten(record: dict, prefix: str = "") -> tuple[dict, dict]:
     """(scalar cells with dotted keys, nested lists of records to render as their own tables)."""
     cells, nested = {}, {}
     for key, value in record.items():
@@ -69,11 +69,11 @@ def flatten(record: Dict, prefix: str = "") -> tuple[Dict, Dict]:
     return cells, nested
 
 
-def row_name(row: Dict) -> Optional[str]:
+def row_name(row: dict) -> str | None:
     return row.get("config") or row.get("change") or row.get("layout")
 
 
-def compare(rows: List[Dict]) -> List[Dict]:
+def compare(rows: list[dict]) -> list[dict]:
     """Rows with differences to their reference rows, for the benchmark's result rows.
 
     ``vs_full_%``: val RMSE relative to the row named ``baseline`` (the tuned
@@ -107,7 +107,7 @@ def compare(rows: List[Dict]) -> List[Dict]:
     return out
 
 
-def table(records: Sequence[Dict], names=None, transpose: Optional[bool] = None) -> List[str]:
+def table(records: Sequence[dict], names=None, transpose: bool | None = None) -> list[str]:
     """A Markdown table, one row per record; transposed when records are few and wide."""
     flat = [flatten(r) for r in records]
     names = list(names or [label(r, i) for i, r in enumerate(records)])
@@ -126,13 +126,13 @@ def table(records: Sequence[Dict], names=None, transpose: Optional[bool] = None)
         lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
         for cells, _ in flat:
             lines.append("| " + " | ".join(cell(cells.get(k)) for k in columns) + " |")
-    for name, (_, nested) in zip(names, flat):
+    for name, (_, nested) in zip(names, flat, strict=False):
         for key, members in nested.items():
             lines += ["", f"`{key}` of {name}:", ""] + table(members)
     return lines
 
 
-def render_node(value, path: str, depth: int) -> List[str]:
+def render_node(value, path: str, depth: int) -> list[str]:
     lines = ["", "#" * min(depth, 4) + f" {path}", ""] if path else []
     if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
         if path != "rows":
@@ -183,7 +183,7 @@ def render(payload, name: str) -> str:
     return "\n".join(lines + render_node(payload, "", 1)) + "\n"
 
 
-def render_all(results: Path = RESULTS_DIR) -> List[Path]:
+def render_all(results: Path = RESULTS_DIR) -> list[Path]:
     written = []
     for path in sorted(results.glob("*.json")):
         out = path.with_suffix(".md")
@@ -192,7 +192,7 @@ def render_all(results: Path = RESULTS_DIR) -> List[Path]:
     return written
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.render", description=__doc__)
     parser.add_argument("--results", type=Path, default=RESULTS_DIR)
     for path in render_all(parser.parse_args(argv).results):

@@ -37,7 +37,6 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict
 
 import keras
 import numpy as np
@@ -147,7 +146,7 @@ def table_bytes(model: keras.Model) -> int:
     return sum(int(np.prod(w.shape)) * BYTES_PER_FLOAT for w in layer.weights)
 
 
-def run(num_ids: int, path: str, steps: int, batch_size: int, seed: int) -> Dict:
+def run(num_ids: int, path: str, steps: int, batch_size: int, seed: int) -> dict:
     keras.utils.set_random_seed(seed)
     rss_before_build = peak_rss_gb()
     built_at = time.perf_counter()
@@ -198,7 +197,7 @@ def run(num_ids: int, path: str, steps: int, batch_size: int, seed: int) -> Dict
     }
 
 
-def curve(ids=CURVE_IDS, steps: int = CURVE_STEPS, out: str = RESULTS) -> Dict:
+def curve(ids=CURVE_IDS, steps: int = CURVE_STEPS, out: str = RESULTS) -> dict:
     """The default preset's step time and peak RSS per vocabulary size, one child each."""
     step_ms, peak = {}, {}
     runs = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -40,12 +40,12 @@ class EpochClock(keras.callbacks.Callback):
     first epoch at or below ``target_rmse``, or ``patience`` epochs past the best.
     """
 
-    def __init__(self, started: float, target_rmse: Optional[float] = None, patience=PATIENCE):
+    def __init__(self, started: float, target_rmse: float | None = None, patience=PATIENCE):
         super().__init__()
         self.started, self.target_rmse, self.patience = started, target_rmse, patience
-        self.ends: List[float] = []
-        self.train_seconds: List[float] = []
-        self.val_rmse: List[float] = []
+        self.ends: list[float] = []
+        self.train_seconds: list[float] = []
+        self.val_rmse: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.begin = time.perf_counter()
@@ -63,7 +63,7 @@ class EpochClock(keras.callbacks.Callback):
         if reached or len(self.val_rmse) - 1 - best >= self.patience:
             self.model.stop_training = True
 
-    def summary(self, train_examples: int) -> Dict:
+    def summary(self, train_examples: int) -> dict:
         """Examples per second after the first epoch (which also traces), best and target."""
         best = int(np.argmin(self.val_rmse))
         steady = self.train_seconds[1:] or self.train_seconds
@@ -95,7 +95,7 @@ def write_split_csvs(
         path = os.path.join(folder, name)
         with open(path, "w") as f:
             for user, movie, rating in zip(
-                ratings.user_ids[rows], ratings.movie_ids[rows], ratings.ratings[rows]
+                ratings.user_ids[rows], ratings.movie_ids[rows], ratings.ratings[rows], strict=False
             ):
                 f.write(f"{user},{movie},{float(rating)}\n")
         paths.append(path)
@@ -160,7 +160,7 @@ def train_seed(
     max_epochs: int,
     patience: int = PATIENCE,
     seed: int = 42,
-) -> Dict:
+) -> dict:
     """Trains the seed's baseline until it has passed its best eval RMSE; the epoch clock."""
     train_csv, eval_csv = write_split_csvs(ratings, train_rows, eval_rows, scratch_dir)
     # The seed builds both vocabularies from the whole data set, eval rows included.

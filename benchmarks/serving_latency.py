@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +29,7 @@ WARMUP_CALLS = 200
 DEFAULT_CALLS = {1: 3000, 1024: 300}
 
 
-def example_ids(count: int, seed: int = 0) -> tuple[List[str], List[str]]:
+def example_ids(count: int, seed: int = 0) -> tuple[list[str], list[str]]:
     """Ids of real ratings (ML-100K when present, else the built-in synthetic set)."""
     from benchmarks import datasets
     from components import synthetic
@@ -42,7 +42,7 @@ def example_ids(count: int, seed: int = 0) -> tuple[List[str], List[str]]:
     return ratings.user_ids[rows].tolist(), ratings.movie_ids[rows].tolist()
 
 
-def time_calls(call, inputs: Sequence, warmup: int) -> List[float]:
+def time_calls(call, inputs: Sequence, warmup: int) -> list[float]:
     """Seconds of each call after ``warmup`` untimed calls; inputs are cycled."""
     for i in range(warmup):
         call(inputs[i % len(inputs)])
@@ -55,8 +55,8 @@ def time_calls(call, inputs: Sequence, warmup: int) -> List[float]:
 
 
 def time_signature(
-    model_dir: str, batch_sizes: Sequence[int], calls: Dict[int, int], threads: int
-) -> Dict:
+    model_dir: str, batch_sizes: Sequence[int], calls: dict[int, int], threads: int
+) -> dict:
     import tensorflow as tf
 
     if threads:
@@ -69,7 +69,7 @@ def time_signature(
 
     largest = max(calls.get(b, 100) * b for b in batch_sizes)
     users, movies = example_ids(min(largest, 200_000))
-    serialized = serialized_examples(zip(users, movies)).numpy().tolist()
+    serialized = serialized_examples(zip(users, movies, strict=False)).numpy().tolist()
 
     def call_signature(batch):
         # .numpy() waits for the result and copies it out, as a server would.

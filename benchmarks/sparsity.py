@@ -1,4 +1,4 @@
-"""The ``sparsity`` rows of ``benchmarks.quality``: what the factors add over the biases, by activity.
+"""The ``sparsity`` rows of ``benchmarks.quality``: what factors add over biases, by activity.
 
 Trains the quality group's ``uniform_16x`` row (4-d tables, the compressed
 presets' training) with the data set's recipe for a fixed number of
@@ -13,7 +13,7 @@ contribute.
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -29,10 +29,10 @@ ACTIVITY_EDGES = (0, 5, 20, 50, 100)
 PER_LOOKUP_ONLY = {"l2": 0.04, "l2_per_id": 0.0, "bias_l2_per_id": 0.0}
 
 
-def activity_buckets(train_counts: np.ndarray) -> List[tuple[str, np.ndarray]]:
+def activity_buckets(train_counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(label, eval-row mask) per bucket of the row's user train count, then all rows."""
     buckets = []
-    for low, high in zip(ACTIVITY_EDGES, ACTIVITY_EDGES[1:] + (None,)):
+    for low, high in zip(ACTIVITY_EDGES, ACTIVITY_EDGES[1:] + (None,), strict=False):
         mask = train_counts >= low
         if high is not None:
             mask &= train_counts < high
@@ -45,7 +45,7 @@ def rmse(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(np.sqrt(np.mean((predictions - labels) ** 2))) if len(labels) else float("nan")
 
 
-def entries(data: datasets.PreparedData) -> List[quality.Entry]:
+def entries(data: datasets.PreparedData) -> list[quality.Entry]:
     """``uniform_16x`` as the recipe trains it, and with a per-lookup L2 alone if that differs."""
     entry = next(e for e in quality.entries([16]) if e.config == "uniform_16x")
     own = quality.RECIPES.get(data.name, quality.Recipe()).apply(entry.model, False)
@@ -59,7 +59,7 @@ def entries(data: datasets.PreparedData) -> List[quality.Entry]:
     return rows
 
 
-def train(entry, config, data: datasets.PreparedData, seeds: Sequence[int]) -> List[Dict]:
+def train(entry, config, data: datasets.PreparedData, seeds: Sequence[int]) -> list[dict]:
     """Eval RMSE per activity bucket (first seed), as trained and with the tables zeroed."""
     model, _ = training.fit(config, data, seeds[0], validate=False)
     inputs = training.eval_inputs(data)

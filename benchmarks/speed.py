@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from benchmarks import datasets
 from benchmarks import measure
@@ -48,7 +47,7 @@ PIPELINE_NAME = "movielens-memory-efficient"
 TRAINER_PRESETS = ("full", "md_16x")
 
 
-def run_logged(args: List[str], log_dir: str, label: str, user_env: bool = False) -> Dict:
+def run_logged(args: list[str], log_dir: str, label: str, user_env: bool = False) -> dict:
     """``python ARGS`` in the repository root, measured; its log path and command."""
     env = dict(os.environ, PYTHONPATH=str(measure.REPO_ROOT))
     if user_env:  # log (and spend time logging) exactly as ``make run`` does
@@ -61,19 +60,19 @@ def run_logged(args: List[str], log_dir: str, label: str, user_env: bool = False
     return {"command": "python " + " ".join(args), **run, "log": log}
 
 
-def tagged_json(log_path: str, tag: str) -> Dict:
+def tagged_json(log_path: str, tag: str) -> dict:
     """The JSON a child printed on a line starting with ``tag``."""
     with open(log_path, errors="replace") as f:
         lines = [line for line in f if line.startswith(tag + " ")]
     return json.loads(lines[-1][len(tag) + 1 :]) if lines else {}
 
 
-def find_serving_model(output_root: str) -> Optional[Path]:
+def find_serving_model(output_root: str) -> Path | None:
     pushed = sorted(Path(output_root, "serving_model").glob("*/*/saved_model.pb"))
     return pushed[-1].parent if pushed else None
 
 
-def pipeline_section(args, scratch: str) -> Dict:
+def pipeline_section(args, scratch: str) -> dict:
     runs, skipped, models = {}, {}, {}
     for name in args.datasets:
         data_args, info = [], {}
@@ -91,7 +90,9 @@ def pipeline_section(args, scratch: str) -> Dict:
             movielens.write_normalized_csv(ratings, path)
             data_args, info = ["--data", path], {"rows": len(ratings)}
         output_root = tempfile.mkdtemp(prefix=f"pipeline_{name}_", dir=scratch)
-        command = ["local_runner.py", "--no-cache", "--output-root", output_root, *data_args]
+        # --verbose streams Keras' epoch lines to the output read below.
+        command = ["local_runner.py", "--no-cache", "--verbose", "--output-root", output_root]
+        command += data_args
         run = run_logged(command + args.runner_args, args.log_dir, f"pipeline_{name}", True)
         metadata = os.path.join(output_root, "metadata", PIPELINE_NAME, "metadata.db")
         if os.path.exists(metadata):
@@ -113,7 +114,7 @@ def pipeline_section(args, scratch: str) -> Dict:
     }
 
 
-def serving_section(args, scratch: str) -> Dict:
+def serving_section(args, scratch: str) -> dict:
     if not args.serving_model:
         raise SystemExit("the serving section needs the pipeline section or --serving-model DIR")
     runs = {}
@@ -128,7 +129,7 @@ def serving_section(args, scratch: str) -> Dict:
     return {"serving_p50_ms_batch1": batch_1.get("p50_ms"), "serving": {"runs": runs}}
 
 
-def trainer_section(args, scratch: str) -> Dict:
+def trainer_section(args, scratch: str) -> dict:
     import keras
 
     from benchmarks import seed_reference
@@ -187,7 +188,7 @@ def trainer_section(args, scratch: str) -> Dict:
     }
 
 
-def scale_section(args, scratch: str) -> Dict:
+def scale_section(args, scratch: str) -> dict:
     largest = max(args.scale_ids)
     plan = [(ids, "qr_layer", args.scale_steps) for ids in args.scale_ids]
     plan += [(largest, "build_model", min(args.scale_steps, 60))]
@@ -206,7 +207,7 @@ def scale_section(args, scratch: str) -> Dict:
     return {"qr_100m_peak_rss_gb": peak[0] if peak else None, "scale": {"runs": runs}}
 
 
-def targets(results: Dict) -> Dict:
+def targets(results: dict) -> dict:
     """The issue's targets, met or not (None: not measured)."""
     checks = {
         "trainer_speedup_to_seed_best >= 3": ("trainer_speedup_to_seed_best", lambda v: v >= 3),

@@ -87,7 +87,7 @@ def test_serving_latency_times_the_signature(tmp_path, capsys):
     model = Model()
     tf.saved_model.save(model, str(tmp_path), signatures={"serving_default": model.serve})
     serving_latency.main(["--model", str(tmp_path), "--batch-sizes", "1,4", "--calls", "30"])
-    [line] = [l for l in capsys.readouterr().out.splitlines() if l.startswith("SERVING_RESULT")]
+    [line] = [o for o in capsys.readouterr().out.splitlines() if o.startswith("SERVING_RESULT")]
     result = json.loads(line.split(" ", 1)[1])
     assert result["batch_1"]["calls"] == result["batch_4"]["calls"] == 30
     assert 0 < result["batch_1"]["p50_ms"] <= result["batch_1"]["p99_ms"]

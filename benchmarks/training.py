@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -40,7 +41,7 @@ class RunResult:
     seconds: float
     embedding_params: int
     bias_params: int
-    val_rmse_per_epoch: List[float]
+    val_rmse_per_epoch: list[float]
 
 
 def full_table_params(data: PreparedData, embedding_dim: int = 64) -> int:
@@ -66,7 +67,7 @@ def train_batches(
     )
 
 
-def eval_inputs(data: PreparedData) -> Dict[str, np.ndarray]:
+def eval_inputs(data: PreparedData) -> dict[str, np.ndarray]:
     """The eval split's ids, shaped as the model's inputs."""
     return {
         features.USER_INDEX: data.eval_users.reshape(-1, 1),
@@ -108,7 +109,7 @@ def fit(
     steps_per_execution: int = 1,
     validate: bool = True,
     verbose: int = 0,
-) -> tuple[keras.Model, Dict[str, List[float]]]:
+) -> tuple[keras.Model, dict[str, list[float]]]:
     """Builds ``config`` with ``seed`` and fits it on the train split: (model, history).
 
     ``validate`` scores the eval split after every epoch (``val_rmse`` etc. in
@@ -187,9 +188,9 @@ class Summary:
     embedding_params: int
     bias_params: int
     seeds: int
-    runs: List[RunResult]
+    runs: list[RunResult]
 
-    def as_dict(self) -> Dict:
+    def as_dict(self) -> dict:
         return {
             "embedding_params": self.embedding_params,
             "bias_params": self.bias_params,
@@ -207,7 +208,7 @@ def train_seeds(
     data: PreparedData,
     seeds: Sequence[int],
     jit_compile="auto",
-    on_run: Optional[Callable] = None,
+    on_run: Callable | None = None,
 ) -> Summary:
     """Trains once per seed; returns the means (``seconds`` is the mean per run)."""
     runs = []

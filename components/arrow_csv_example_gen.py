@@ -23,7 +23,8 @@ its position, the file it is in or the block size.
 
 import io
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -63,9 +64,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     def Do(
         self,
-        input_dict: Dict[str, List[types.Artifact]],
-        output_dict: Dict[str, List[types.Artifact]],
-        exec_properties: Dict[str, Any],
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
     ) -> None:
         del input_dict
         input_config = example_gen_pb2.Input()
@@ -103,8 +104,8 @@ class ArrowCsvExampleGen(example_gen_component.FileBasedExampleGen):
     def __init__(
         self,
         input_base: str,
-        output_config: Optional[example_gen_pb2.Output] = None,
-        input_config: Optional[example_gen_pb2.Input] = None,
+        output_config: example_gen_pb2.Output | None = None,
+        input_config: example_gen_pb2.Input | None = None,
     ):
         super().__init__(
             input_base=input_base, input_config=input_config, output_config=output_config
@@ -113,7 +114,7 @@ class ArrowCsvExampleGen(example_gen_component.FileBasedExampleGen):
 
 def split_buckets(
     input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output
-) -> tuple[List[str], np.ndarray]:
+) -> tuple[list[str], np.ndarray]:
     """Output split names and the cumulative bucket edge of each.
 
     Only the configuration this component implements is accepted: one input
@@ -134,7 +135,7 @@ def split_buckets(
     return names, edges
 
 
-def input_files(input_base: str, pattern: str) -> List[str]:
+def input_files(input_base: str, pattern: str) -> list[str]:
     files = sorted(
         path
         for path in tf.io.gfile.glob(os.path.join(input_base, pattern))
@@ -146,8 +147,8 @@ def input_files(input_base: str, pattern: str) -> List[str]:
 
 
 def write_splits(
-    files: List[str], outputs: Dict[str, str], bucket_edges: np.ndarray
-) -> Dict[str, int]:
+    files: list[str], outputs: dict[str, str], bucket_edges: np.ndarray
+) -> dict[str, int]:
     """Streams every file into the split files; returns examples per split."""
     names = list(outputs)
     counts = dict.fromkeys(names, 0)
@@ -170,7 +171,7 @@ def write_splits(
                     row_keys(block), int(bucket_edges[-1])
                 ).numpy()
                 split_of_row = np.searchsorted(bucket_edges, buckets, side="right")
-                for record, split in zip(serialized, split_of_row):
+                for record, split in zip(serialized, split_of_row, strict=False):
                     writers[split].write(record)
                 for split, count in enumerate(np.bincount(split_of_row, minlength=len(names))):
                     counts[names[split]] += int(count)
@@ -205,7 +206,7 @@ def read_blocks(path: str) -> Iterator[pa.RecordBatch]:
                     strings_can_be_null=True, timestamp_parsers=[]
                 ),
             )
-            reader.schema.names  # An undecodable header fails here, not later.
+            _ = reader.schema.names  # An undecodable header fails here, not later.
             yield from reader
         except (pa.ArrowInvalid, UnicodeDecodeError) as error:
             raise CsvFormatError(f"{path}: {error}") from None
@@ -232,7 +233,7 @@ class _RawGFile(io.RawIOBase):
 def as_feature_lists(block: pa.RecordBatch, path: str) -> pa.RecordBatch:
     """One list per cell, of the tf.Example value type; empty for an empty cell."""
     columns = []
-    for name, column in zip(block.schema.names, block.columns):
+    for name, column in zip(block.schema.names, block.columns, strict=False):
         columns.append(_one_value_lists(_feature_values(column, name, path)))
     return pa.RecordBatch.from_arrays(columns, block.schema.names)
 

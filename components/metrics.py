@@ -19,7 +19,8 @@ among its registered metrics before it reads the config's ``module``.
 
 import dataclasses
 import math
-from typing import Callable, Dict, Iterable, Optional
+from collections.abc import Callable
+from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
@@ -98,7 +99,7 @@ class _RatingSumsCombiner(beam.CombineFn):
             result.merge(sums)
         return result
 
-    def extract_output(self, sums: RatingSums) -> Dict[metric_types.MetricKey, RatingSums]:
+    def extract_output(self, sums: RatingSums) -> dict[metric_types.MetricKey, RatingSums]:
         return {self._key: sums}
 
 
@@ -106,7 +107,7 @@ def _computations_of(statistic: Callable[[RatingSums], float]):
     """``merge_per_key_computations``'s per-key function for one statistic of the sums."""
 
     def computations(
-        name: Optional[str] = None,
+        name: str | None = None,
         eval_config=None,
         model_name: str = "",
         output_name: str = "",
@@ -148,7 +149,7 @@ class _RatingMetric(metric_types.Metric):
     STATISTIC: Callable[[RatingSums], float]
     DEFAULT_NAME: str
 
-    def __init__(self, name: Optional[str] = None):
+    def __init__(self, name: str | None = None):
         super().__init__(
             metric_util.merge_per_key_computations(_computations_of(type(self).STATISTIC)),
             name=name or self.DEFAULT_NAME,

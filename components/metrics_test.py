@@ -24,7 +24,7 @@ def _run(metric):
     halves = []
     for rows in (slice(0, 2), slice(2, None)):
         accumulator = combiner.create_accumulator()
-        for label, prediction in zip(LABELS[rows], PREDICTIONS[rows]):
+        for label, prediction in zip(LABELS[rows], PREDICTIONS[rows], strict=False):
             element = metric_types.StandardMetricInputs(
                 label=np.array([label]),
                 prediction=np.array([prediction]),

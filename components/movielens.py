@@ -57,7 +57,8 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -582,7 +583,7 @@ def _assemble(
     spec: RatingsFormat,
 ) -> Ratings:
     if not spec.prefix_ids:
-        for vocabulary, column in zip((users, movies), spec.columns):
+        for vocabulary, column in zip((users, movies), spec.columns, strict=False):
             _check_ids_stay_strings(vocabulary.texts(), column, path)
     return Ratings(
         user_ids=users.ids(user_codes, USER_PREFIX if spec.prefix_ids else ""),
@@ -852,7 +853,7 @@ def write_normalized_csv(ratings: Ratings, path: os.PathLike | str) -> Path:
         with open(descriptor, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(NORMALIZED_COLUMNS)
-            writer.writerows(zip(ratings.user_ids, ratings.movie_ids, texts))
+            writer.writerows(zip(ratings.user_ids, ratings.movie_ids, texts, strict=False))
             handle.flush()
             os.fsync(handle.fileno())
         if path.is_file() and filecmp.cmp(temp_name, path, shallow=False):
@@ -902,12 +903,12 @@ def example_gen_split_sizes(
       split_buckets: ``[(split name, hash buckets), ...]`` in ExampleGen's
         order, e.g. ``[("train", 17), ("eval", 3)]``.
     """
+    import pyarrow as pa  # pylint: disable=g-import-not-at-top
     import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
     import pyarrow.csv as pa_csv  # pylint: disable=g-import-not-at-top
-    import pyarrow as pa  # pylint: disable=g-import-not-at-top
 
     with open(path, "rb") as handle:
-        lines = [line for _, line in zip(range(SPLIT_CHECK_MAX_ROWS + 2), handle)]
+        lines = [line for _, line in zip(range(SPLIT_CHECK_MAX_ROWS + 2), handle, strict=False)]
     if len(lines) > SPLIT_CHECK_MAX_ROWS + 1:
         return None
     table = pa_csv.read_csv(

@@ -11,17 +11,15 @@ import numpy as np
 import pytest
 
 from components import movielens
+from components.movielens import DATASETS
+from components.movielens import DownloadError
+from components.movielens import Ratings
+from components.movielens import RatingsFormatError
+from components.movielens import download_movielens
+from components.movielens import find_ratings_file
+from components.movielens import read_ratings
+from components.movielens import write_normalized_csv
 from conftest import movielens_100k_dir
-from components.movielens import (
-    DATASETS,
-    DownloadError,
-    Ratings,
-    RatingsFormatError,
-    download_movielens,
-    find_ratings_file,
-    read_ratings,
-    write_normalized_csv,
-)
 
 REAL_100K = movielens_100k_dir()
 
@@ -321,7 +319,7 @@ def test_reads_a_million_rows_quickly(tmp_path):
     stars = rng.integers(1, 6, 1_000_000)
     lines = [
         f"{u}::{m}::{s}::978300760\n"
-        for u, m, s in zip(users.tolist(), movies.tolist(), stars.tolist())
+        for u, m, s in zip(users.tolist(), movies.tolist(), stars.tolist(), strict=False)
     ]
     path = write(tmp_path / "ml-1m" / "ratings.dat", "".join(lines))
     started = time.perf_counter()

@@ -58,7 +58,8 @@ def slicing_transform(tmp_path_factory):
     Returns (transformed train rows with their raw rows, transformed unseen rows).
     """
     import tensorflow as tf
-    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+    from tensorflow_transform.tf_metadata import dataset_metadata
+    from tensorflow_transform.tf_metadata import schema_utils
 
     from components import preprocessing
 

@@ -1,7 +1,6 @@
 """A push is complete or absent: full disks, leftovers and pushes in the same second."""
 
 import errno
-
 import os
 import subprocess
 import uuid

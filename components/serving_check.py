@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
@@ -69,7 +69,7 @@ def predict_in_tf2(export_dir: str, serialized: Sequence[bytes]):
     return outputs[OUTPUT_KEY].numpy()
 
 
-def check(export_dir: str, serialized: Sequence[bytes]) -> Dict:
+def check(export_dir: str, serialized: Sequence[bytes]) -> dict:
     """Serves ``serialized`` on both loading paths; ``{"ok": bool, "reason": str, ...}``."""
     import numpy as np
 
@@ -108,7 +108,7 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0] if "\n" in text else text
 
 
-def read_examples(paths: Sequence[str], limit: int) -> List[bytes]:
+def read_examples(paths: Sequence[str], limit: int) -> list[bytes]:
     """Up to ``limit`` serialized records from gzipped TFRecord files."""
     import tensorflow as tf
 
@@ -125,7 +125,7 @@ def read_examples(paths: Sequence[str], limit: int) -> List[bytes]:
 
 def check_in_fresh_process(
     export_dir: str, example_files: Sequence[str], num_examples: int, timeout_seconds: int
-) -> Dict:
+) -> dict:
     """Runs :func:`check` in a new Python process, as a server starts cold.
 
     A fresh process also keeps this process's TensorFlow state (eager
@@ -157,7 +157,7 @@ def check_in_fresh_process(
         return {"ok": False, "reason": f"the check exited {process.returncode}: {tail[0]}"}
 
 
-def eval_example_files(examples) -> List[str]:
+def eval_example_files(examples) -> list[str]:
     return sorted(glob.glob(os.path.join(artifact_utils.get_split_uri([examples], "eval"), "*")))
 
 
@@ -183,7 +183,7 @@ def ServingCheck(  # pylint: disable=invalid-name
         logging.error("The model does not serve; it will not be pushed: %s", report["reason"])
 
 
-def write_blessing(blessing, report: Dict) -> None:
+def write_blessing(blessing, report: dict) -> None:
     """Records the check's verdict where the Pusher and the run summary read it."""
     from tfx.utils import io_utils
 
@@ -193,7 +193,7 @@ def write_blessing(blessing, report: Dict) -> None:
     blessing.set_int_custom_property(BLESSED_KEY, int(report["ok"]))
 
 
-def read_report(blessing_uri: str) -> Dict:
+def read_report(blessing_uri: str) -> dict:
     with open(os.path.join(blessing_uri, REPORT_FILE)) as f:
         return json.load(f)
 

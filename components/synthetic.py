@@ -17,9 +17,10 @@ variance is the same at every decay (only its split over the factors moves).
 The first generator used ``spectrum_decay=0`` with 10 factors: ten equally
 strong factors. Real rating matrices are not like that: a few factors carry
 most of the signal and a long tail of weak ones the rest, so on ML-100K a
-4-d table comes within about 1% of a 64-d one, while on the flat spectrum at
-ML-1M size it lost 8%, and any comparison of narrow or compressed tables on
-generated data measured the spectrum more than the technique. A power law
+narrow table comes close to a 64-d one, while on the flat spectrum it lost
+far more (``benchmarks/results/calibration.md``), and any comparison of
+narrow or compressed tables on generated data measured the spectrum more
+than the technique. A power law
 rather than a geometric decay because singular values of real rating
 matrices fall off slowly, with a heavy tail, where a geometric series leaves
 the tail negligible after a few factors; ``latent_dim`` gives that tail
@@ -48,7 +49,10 @@ import sys
 
 import numpy as np
 
-from components.movielens import MOVIE_PREFIX, USER_PREFIX, Ratings, write_normalized_csv
+from components.movielens import MOVIE_PREFIX
+from components.movielens import USER_PREFIX
+from components.movielens import Ratings
+from components.movielens import write_normalized_csv
 
 # Share of each star value in ML-100K, 1 to 5.
 MOVIELENS_STAR_SHARES = np.array([0.0611, 0.1137, 0.27145, 0.34174, 0.21201])

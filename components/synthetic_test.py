@@ -10,14 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.movielens import read_ratings, write_normalized_csv
-from components.synthetic import (
-    DEFAULT_LATENT_DIM,
-    DEFAULT_SPECTRUM_DECAY,
-    factor_stds,
-    generate_ratings,
-    main,
-)
+from components.movielens import read_ratings
+from components.movielens import write_normalized_csv
+from components.synthetic import DEFAULT_LATENT_DIM
+from components.synthetic import DEFAULT_SPECTRUM_DECAY
+from components.synthetic import factor_stds
+from components.synthetic import generate_ratings
+from components.synthetic import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +66,9 @@ def test_every_user_has_the_minimum(default_ratings):
 
 
 def test_no_duplicate_pairs(default_ratings):
-    pairs = set(zip(default_ratings.user_ids.tolist(), default_ratings.movie_ids.tolist()))
+    pairs = set(
+        zip(default_ratings.user_ids.tolist(), default_ratings.movie_ids.tolist(), strict=False)
+    )
     assert len(pairs) == len(default_ratings)
 
 
@@ -120,11 +121,11 @@ def test_dense_requests_fill_the_matrix_without_duplicates():
     full = generate_ratings(
         num_users=10, num_movies=12, num_ratings=120, seed=3, min_ratings_per_user=1
     )
-    assert len(set(zip(full.user_ids, full.movie_ids))) == 120
+    assert len(set(zip(full.user_ids, full.movie_ids, strict=False))) == 120
     dense = generate_ratings(
         num_users=30, num_movies=20, num_ratings=500, seed=4, min_ratings_per_user=5
     )
-    assert len(set(zip(dense.user_ids, dense.movie_ids))) == 500
+    assert len(set(zip(dense.user_ids, dense.movie_ids, strict=False))) == 500
     assert np.bincount(codes(dense.user_ids)).min() >= 5
 
 

@@ -7,7 +7,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import metadata_io
+from tensorflow_transform.tf_metadata import schema_utils
 
 from components import features
 from components import preprocessing
@@ -37,7 +39,7 @@ def test_unusual_ids_get_their_own_index_in_transform_and_serving(tmp_path):
     metadata_io.write_metadata(metadata, os.path.join(tmp_path, "metadata"))
 
     first_index = {}
-    for row, out in zip(train, transformed):
+    for row, out in zip(train, transformed, strict=False):
         first_index.setdefault(row["user_id"][0].decode(), int(out[features.USER_INDEX]))
     assert first_index == {user: rank for rank, user in enumerate(UNUSUAL_USERS)}
 

@@ -7,12 +7,12 @@ and override them from their flags; ``create_pipeline`` takes a
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from components import features
 from trainer import model_config
-from trainer.model_config import ModelConfig
 from trainer.model_config import SEED_BASELINE
+from trainer.model_config import ModelConfig
 
 PIPELINE_NAME = "movielens-memory-efficient"
 
@@ -68,7 +68,7 @@ class EvalSettings:
     rmse_upper_bound: float = 1.2
     rmse_max_increase: float = 0.01
     min_gain_over_mean: float = 0.02
-    slicing_features: Tuple[str, ...] = features.SLICING_FEATURES
+    slicing_features: tuple[str, ...] = features.SLICING_FEATURES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,13 +113,13 @@ class PipelineConfig:
     model: ModelConfig = model_config.preset(model_config.DEFAULT_MODEL)
     evaluation: EvalSettings = EvalSettings()
     compare_full_model: bool = False
-    beam_pipeline_args: Optional[List[str]] = None
+    beam_pipeline_args: list[str] | None = None
     enable_cache: bool = True
     schema_dir: str = SCHEMA_DIR
-    vertex_training: Optional[Dict[str, Any]] = None
-    vertex_serving: Optional[Dict[str, Any]] = None
+    vertex_training: dict[str, Any] | None = None
+    vertex_serving: dict[str, Any] | None = None
     compare_with_latest_blessed: bool = True
-    tf_serving_image: Optional[str] = None
+    tf_serving_image: str | None = None
 
     @property
     def pipeline_root(self) -> str:
@@ -134,7 +134,7 @@ class PipelineConfig:
         return os.path.join(self.output_root, "serving_model", self.pipeline_name)
 
 
-def code_fingerprint(folders: Optional[List[str]] = None) -> str:
+def code_fingerprint(folders: list[str] | None = None) -> str:
     """A hash of the code the components import by module path.
 
     TFX's cache keys on a component's settings, and the code is referenced
@@ -178,7 +178,7 @@ def full_table_model(model: ModelConfig) -> ModelConfig:
     )
 
 
-def local_beam_pipeline_args() -> List[str]:
+def local_beam_pipeline_args() -> list[str]:
     """Beam settings for one machine: the DirectRunner's in-process engine.
 
     ``FnApiRunner`` is the engine Beam's DirectRunner runs batch pipelines

@@ -31,7 +31,12 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, TextIO, Tuple
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import NamedTuple
+from typing import Optional
+from typing import TextIO
 
 LOG_DIR = "logs"
 # Python logging in the log file, when nothing configured it before the run.
@@ -114,12 +119,12 @@ class Console:
         self.interactive = interactive
         self._log_fd = log_fd
         self._log_lock = threading.Lock()
-        self._names: List[str] = []
+        self._names: list[str] = []
         self._started = 0
         self._cached = 0
-        self._running: Optional[Tuple[str, str, float, bool]] = None  # tag, name, start, cached
+        self._running: tuple[str, str, float, bool] | None = None  # tag, name, start, cached
         self._run_start = time.monotonic()
-        self._before_line: Optional[Callable[[], None]] = None
+        self._before_line: Callable[[], None] | None = None
 
     # --- writing ---------------------------------------------------------------
 
@@ -144,7 +149,7 @@ class Console:
             except OSError:
                 pass  # a full disk must not stop the run over its log
 
-    def hold_line(self, finish: Optional[Callable[[], None]]) -> None:
+    def hold_line(self, finish: Callable[[], None] | None) -> None:
         """Says a progress bar is drawing on the console's last line.
 
         ``finish`` ends that line; it is called before the next line is
@@ -181,7 +186,7 @@ class Console:
         total = len(self._names)
         return f"[{number:>{len(str(total))}}/{total}]"
 
-    def _line(self, tag: str, name: str, status: str, seconds: Optional[float] = None) -> str:
+    def _line(self, tag: str, name: str, status: str, seconds: float | None = None) -> str:
         width = max([len(n) for n in self._names] + [len(name)])
         line = f"{tag} {name:<{width}}  {status:<7}"
         if seconds is not None:
@@ -208,7 +213,7 @@ class Console:
         self._started += 1
         self.print(self._line(self._tag(self._started), name, "skipped"))
 
-    def _end_running(self, status: str) -> Optional[str]:
+    def _end_running(self, status: str) -> str | None:
         """Prints the running component's end line; returns its name (None if none ran)."""
         if self._running is None:
             return None
@@ -297,7 +302,7 @@ class _Tee(threading.Thread):
             os.close(self._read_fd)
 
 
-def _console_stream(stream, fd: int) -> Tuple[TextIO, bool]:
+def _console_stream(stream, fd: int) -> tuple[TextIO, bool]:
     """A stream on a duplicate of ``fd`` if ``stream`` writes to it; else ``stream`` itself.
 
     The second value says whether the stream is new (to be closed). A stream
@@ -309,7 +314,7 @@ def _console_stream(stream, fd: int) -> Tuple[TextIO, bool]:
         backed = False
     if not backed:
         return stream, False
-    duplicate = io.open(
+    duplicate = open(
         os.dup(fd),
         "w",
         buffering=1,

@@ -29,13 +29,12 @@ from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
 from components import features
-from components.arrow_csv_example_gen import ArrowCsvExampleGen
 from components import metrics
+from components.arrow_csv_example_gen import ArrowCsvExampleGen
 from components.pusher import AtomicPusher
 from components.serving_check import ServingCheck
 from components.validation_gate import AnomaliesGate
 from pipeline import configs
-
 
 # Per slice: error, size, and calibration (mean prediction beside mean label).
 # The rating metrics share one pass over the examples (components/metrics.py).
@@ -193,6 +192,7 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
         from tfx.extensions.google_cloud_ai_platform.trainer.component import (  # pylint: disable=g-import-not-at-top
             Trainer as trainer_class,
         )
+
     def trainer_of(model):
         return trainer_class(
             run_fn=configs.RUN_FN,
@@ -240,9 +240,7 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
     serving_check = servability_check(config, trainer, example_gen)
 
     if config.vertex_serving:
-        from tfx.extensions.google_cloud_ai_platform.pusher.component import (  # pylint: disable=g-import-not-at-top
-            Pusher as VertexPusher,
-        )
+        from tfx.extensions.google_cloud_ai_platform.pusher.component import Pusher as VertexPusher  # pylint: disable=g-import-not-at-top
 
         pusher = VertexPusher(
             model=trainer.outputs["model"],

@@ -19,7 +19,6 @@ import io
 import math
 import os
 import sys
-from typing import Dict, List, Optional
 
 import jinja2
 
@@ -65,7 +64,7 @@ REFERENCE_COLOR = "#9a9a9a"
 # ---------------------------------------------------------------- the page
 
 
-def render_html(facts: Dict) -> str:
+def render_html(facts: dict) -> str:
     """The page for a ``run_summary.collect`` result; needs nothing but the dict."""
     return _environment().get_template(TEMPLATE).render(facts=facts, charts=_charts(facts))
 
@@ -91,7 +90,7 @@ def _environment() -> jinja2.Environment:
     return environment
 
 
-def metric_columns(evaluation: Dict) -> List[Dict]:
+def metric_columns(evaluation: dict) -> list[dict]:
     """The metric table's columns: each metric for the candidate, baseline and change."""
     baseline_name = evaluation["baseline_name"]
     columns = []
@@ -105,7 +104,7 @@ def metric_columns(evaluation: Dict) -> List[Dict]:
     return columns
 
 
-def metric_cell(item: Dict, column: Dict) -> Dict:
+def metric_cell(item: dict, column: dict) -> dict:
     """A table cell's text and, for a change in an error, whether it is worse or better."""
     metric, model = column["metric"], column["model"]
     value = (item[model] or {}).get(metric)
@@ -115,12 +114,12 @@ def metric_cell(item: Dict, column: Dict) -> Dict:
     return {"text": format_value(metric, value, signed=model == "change"), "css": css}
 
 
-def slice_id(item: Dict) -> str:
+def slice_id(item: dict) -> str:
     """How a table row names its slice: "overall" or "feature=value"."""
     return "overall" if item["feature"] is None else f"{item['feature']}={item['value']}"
 
 
-def format_value(metric: str, value: Optional[float], signed: bool = False) -> str:
+def format_value(metric: str, value: float | None, signed: bool = False) -> str:
     """A metric as the table shows it: counts whole, the rest to 4 decimals."""
     if isinstance(value, str):
         # TFMA writes NaN (a metric undefined on a slice) as the string "NaN".
@@ -135,7 +134,7 @@ def format_value(metric: str, value: Optional[float], signed: bool = False) -> s
 # ---------------------------------------------------------------- charts
 
 
-def _charts(facts: Dict) -> Dict[str, Optional[str]]:
+def _charts(facts: dict) -> dict[str, str | None]:
     """Every chart of the page by its id, as a data URI; None where there is nothing to draw."""
     with_history = [m for m in facts["models"] if m["history"]]
     reported = [m for m in facts["models"] if m["memory_report"]]
@@ -170,7 +169,7 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def _loss_chart(models: List[Dict]) -> bytes:
+def _loss_chart(models: list[dict]) -> bytes:
     from matplotlib.ticker import MaxNLocator
 
     figure = _figure(11, 3.6)
@@ -193,9 +192,9 @@ def _loss_chart(models: List[Dict]) -> bytes:
     return _png(figure)
 
 
-def _slice_chart(evaluation: Dict) -> bytes:
+def _slice_chart(evaluation: dict) -> bytes:
     """Per slicing feature: RMSE bars and mean prediction against mean label."""
-    by_feature: Dict[str, List[Dict]] = {}
+    by_feature: dict[str, list[dict]] = {}
     for item in evaluation["slices"]:
         if item["feature"] is not None:
             by_feature.setdefault(item["feature"], []).append(item)
@@ -211,7 +210,7 @@ def _slice_chart(evaluation: Dict) -> bytes:
     return _png(figure)
 
 
-def _rmse_bars(axes, items: List[Dict], overall: Optional[Dict], evaluation: Dict, title: str):
+def _rmse_bars(axes, items: list[dict], overall: dict | None, evaluation: dict, title: str):
     rmse = metrics.ROOT_MEAN_SQUARED_ERROR_NAME
     baseline_name = evaluation["baseline_name"]
     models = [("candidate", "this model", CANDIDATE_COLOR)]
@@ -241,7 +240,7 @@ def _rmse_bars(axes, items: List[Dict], overall: Optional[Dict], evaluation: Dic
     axes.grid(axis="y", alpha=0.3)
 
 
-def _calibration_points(axes, items: List[Dict], evaluation: Dict, title: str):
+def _calibration_points(axes, items: list[dict], evaluation: dict, title: str):
     positions = range(len(items))
     labels = [_metric(item, "candidate", metrics.MEAN_LABEL_NAME) for item in items]
     # A wide dash for the label, so a prediction right on it stays visible.
@@ -259,12 +258,12 @@ def _calibration_points(axes, items: List[Dict], evaluation: Dict, title: str):
     axes.grid(alpha=0.3)
 
 
-def _metric(item: Dict, model: str, metric: str) -> float:
+def _metric(item: dict, model: str, metric: str) -> float:
     value = (item.get(model) or {}).get(metric)
     return float("nan") if value is None else value
 
 
-def _parameter_chart(model: Dict) -> bytes:
+def _parameter_chart(model: dict) -> bytes:
     labels, values, colors = [], [], []
     for feature, table in model["memory_report"]["features"].items():
         full = f"{table['input_dim']:,} × {run_summary.full_dim(table)}"
@@ -295,7 +294,7 @@ def _parameter_chart(model: Dict) -> bytes:
 # ---------------------------------------------------------------- writing
 
 
-def write_report(facts: Dict, report_path: Optional[str] = None) -> str:
+def write_report(facts: dict, report_path: str | None = None) -> str:
     """Writes the page (default OUTPUT_ROOT/report.html) and report.json beside it.
 
     Returns the page's path. The page is rendered before anything is written,

@@ -14,7 +14,7 @@ import json
 import numbers
 import os
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -75,7 +75,7 @@ def open_store(path: str) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
-def latest_run_outputs(store: metadata_store.MetadataStore) -> Dict[str, Dict[str, object]]:
+def latest_run_outputs(store: metadata_store.MetadataStore) -> dict[str, dict[str, object]]:
     """Output artifacts of the latest pipeline run: {node id: {output key: artifact}}.
 
     Looked up by the node that produced them, not by type alone: with the
@@ -100,7 +100,7 @@ def latest_run_outputs(store: metadata_store.MetadataStore) -> Dict[str, Dict[st
         if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
     ]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-    outputs: Dict[str, Dict[str, object]] = {}
+    outputs: dict[str, dict[str, object]] = {}
     for event in events:
         output_key = event.path.steps[0].key if event.path.steps else ""
         node_outputs = outputs.setdefault(node_of_execution[event.execution_id], {})
@@ -111,7 +111,7 @@ def latest_run_outputs(store: metadata_store.MetadataStore) -> Dict[str, Dict[st
 # ---------------------------------------------------------------- the facts
 
 
-def collect(output_root: str, pipeline_name: str = configs.PIPELINE_NAME) -> Dict:
+def collect(output_root: str, pipeline_name: str = configs.PIPELINE_NAME) -> dict:
     """The latest run's facts, as they read back from ``report.json``."""
     path = metadata_path(output_root, pipeline_name)
     if not os.path.isfile(path):
@@ -178,7 +178,7 @@ def _custom_int(artifact, key: str, default: int = 0) -> int:
 
 def read_evaluation(
     uri: str, node: str, title: str, baseline_name: str, no_baseline_note: str
-) -> Dict:
+) -> dict:
     """Per-slice metrics of one Evaluator output, candidate and baseline, and its thresholds."""
     eval_config = tfma.load_eval_result(uri).config
     candidate_spec = next(s for s in eval_config.model_specs if not s.is_baseline)
@@ -243,7 +243,7 @@ def _slice_order(slice_key, slicing_features: Sequence[str]):
     return (rank, 2, 0.0, _as_text(value))
 
 
-def slice_value_index(feature: Optional[str], value) -> Optional[int]:
+def slice_value_index(feature: str | None, value) -> int | None:
     """Where a slice value stands among its feature's names, or None if not named.
 
     Transform emits the names (TFMA gives them back as str). Integer values,
@@ -259,7 +259,7 @@ def slice_value_index(feature: Optional[str], value) -> Optional[int]:
     return int(value) if is_index and 0 <= int(value) < len(names) else None
 
 
-def slice_label(feature: Optional[str], value) -> str:
+def slice_label(feature: str | None, value) -> str:
     if feature is None:
         return "overall"
     index = slice_value_index(feature, value)
@@ -274,7 +274,7 @@ def _as_text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def threshold_conditions(threshold) -> List[str]:
+def threshold_conditions(threshold) -> list[str]:
     """What a TFMA MetricThreshold asks of its metric, one condition per bound."""
     conditions = []
     if threshold.HasField("value_threshold"):
@@ -293,7 +293,7 @@ def threshold_conditions(threshold) -> List[str]:
     return conditions
 
 
-def threshold_descriptions(eval_config) -> List[str]:
+def threshold_descriptions(eval_config) -> list[str]:
     """The blessing thresholds of an EvalConfig, one line each."""
     from tensorflow_model_analysis.metrics import metric_specs
 
@@ -312,7 +312,7 @@ def threshold_descriptions(eval_config) -> List[str]:
     return list(dict.fromkeys(lines))
 
 
-def validation_failures(validation) -> List[str]:
+def validation_failures(validation) -> list[str]:
     """One line per failed threshold: metric, value, threshold."""
     lines = []
     for per_slice in validation.metric_validations_per_slice:
@@ -341,7 +341,7 @@ def validation_failures(validation) -> List[str]:
     return lines
 
 
-def read_model(name: str, trainer_outputs: Dict) -> Dict:
+def read_model(name: str, trainer_outputs: dict) -> dict:
     """A Trainer's model: where it is, its training history and its memory report."""
     model_uri = trainer_outputs[specs.MODEL_KEY].uri
     extra = os.path.join(path_utils.serving_model_path(model_uri), "assets.extra")
@@ -356,7 +356,7 @@ def read_model(name: str, trainer_outputs: Dict) -> Dict:
     }
 
 
-def read_serving_check(check_outputs: Dict) -> Optional[Dict]:
+def read_serving_check(check_outputs: dict) -> dict | None:
     """The serving check's verdict and report; None for a run without one (an older run)."""
     check = check_outputs.get(specs.BLESSING_KEY)
     if check is None:
@@ -378,7 +378,7 @@ def _read_json(path: str):
 # ---------------------------------------------------------------- writing
 
 
-def to_json(facts: Dict) -> str:
+def to_json(facts: dict) -> str:
     return json.dumps(facts, indent=2, default=_json_scalar)
 
 
@@ -389,7 +389,7 @@ def _json_scalar(value):
     raise TypeError(f"Not JSON serialisable: {type(value)}")
 
 
-def write_facts(facts: Dict, directory: str) -> str:
+def write_facts(facts: dict, directory: str) -> str:
     """Writes ``report.json`` into the folder; returns its path."""
     path = os.path.join(directory, FACTS_FILE)
     write_atomically(path, to_json(facts))
@@ -416,7 +416,7 @@ def write_atomically(path: str, text: str) -> None:
 # ---------------------------------------------------------------- the console
 
 
-def format_summary(facts: Dict) -> str:
+def format_summary(facts: dict) -> str:
     """What ``local_runner.py`` prints after a run."""
     model = facts["models"][0]
     slices = facts["evaluations"][0]["slices"]
@@ -443,7 +443,7 @@ def format_summary(facts: Dict) -> str:
 NOT_PUSHED = "Not pushed; the serving folder keeps its earlier versions."
 
 
-def serving_check_text(check: Dict) -> str:
+def serving_check_text(check: dict) -> str:
     report = check["report"] or {}
     if not check["servable"]:
         reason = report.get("reason") or NO_REASON
@@ -460,12 +460,12 @@ def mib(num_bytes: int) -> str:
     return f"{num_bytes / 2**20:.2f}"
 
 
-def full_dim(table: Dict) -> int:
+def full_dim(table: dict) -> int:
     """The width of the full table a memory report compares a feature's tables with."""
     return table["full_params"] // table["input_dim"]
 
 
-def format_memory_report(report: Dict) -> str:
+def format_memory_report(report: dict) -> str:
     lines = ["Embedding tables (fp32):"]
     for feature, table in report["features"].items():
         lines.append(

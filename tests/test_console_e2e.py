@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from conftest import run_local_runner, write_synthetic_ratings
+from conftest import run_local_runner
+from conftest import write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +68,7 @@ def test_a_line_as_each_component_starts_and_ends_then_the_summary(default_run, 
     events = [m.groups() for m in events if m]
     total = int(events[0][1])
     assert len(events) == 2 * total
-    for number, (start, end) in enumerate(zip(events[::2], events[1::2]), start=1):
+    for number, (start, end) in enumerate(zip(events[::2], events[1::2], strict=False), start=1):
         assert start[0] == end[0] == str(number) and start[2] == end[2]
         assert start[3] == "running" and start[4] is None
         assert end[3] == "done" and re.fullmatch(r"\d+\.\ds|\d+m \d\ds", end[4])

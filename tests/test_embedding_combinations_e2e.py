@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from conftest import run_local_runner, write_synthetic_ratings
+from conftest import run_local_runner
+from conftest import write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 

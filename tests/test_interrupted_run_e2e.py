@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, local_runner_command, write_synthetic_ratings
+from conftest import REPO_ROOT
+from conftest import local_runner_command
+from conftest import write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 

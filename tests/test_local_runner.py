@@ -244,7 +244,9 @@ def test_a_failed_push_exits_1_with_its_reason_in_one_line(tmp_path, capsys, mon
     from components import pusher
 
     def full_disk(self, pipeline):
-        raise pusher.PushError("could not push the model to X: the disk is full; nothing was pushed")
+        raise pusher.PushError(
+            "could not push the model to X: the disk is full; nothing was pushed"
+        )
 
     monkeypatch.setattr(local_dag_runner.LocalDagRunner, "run", full_disk)
     status, output_root = _run(tmp_path)

@@ -2,7 +2,6 @@
 
 import glob
 import os
-
 import subprocess
 import sys
 
@@ -11,7 +10,9 @@ import pytest
 import tensorflow as tf
 
 from components import serving_check
-from conftest import run_local_runner, serialized_examples, write_synthetic_ratings
+from conftest import run_local_runner
+from conftest import serialized_examples
+from conftest import write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,6 @@ import pathlib
 import re
 import shutil
 import subprocess
-from typing import Dict, List
 
 import pytest
 from PIL import Image
@@ -63,9 +62,9 @@ window.addEventListener("load", () => {
 
 @dataclasses.dataclass
 class Rendering:
-    images: List[Dict]
+    images: list[dict]
     page_height: int
-    console_messages: List[str]
+    console_messages: list[str]
     screenshot: Image.Image
 
 

@@ -11,7 +11,9 @@ import subprocess
 
 import pytest
 
-from conftest import REPO_ROOT, local_runner_command, write_synthetic_ratings
+from conftest import REPO_ROOT
+from conftest import local_runner_command
+from conftest import write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 
@@ -78,13 +80,13 @@ def _ratings(split_dir):
 
 
 def _rmse(stdout):
-    line = next(l for l in stdout.splitlines() if "root_mean_squared_error" in l)
+    line = next(text for text in stdout.splitlines() if "root_mean_squared_error" in text)
     return float(line.split()[-1])
 
 
 def test_concurrent_runs_both_succeed(two_runs):
     _, codes, outputs = two_runs
-    for code, (stdout, stderr) in zip(codes, outputs):
+    for code, (stdout, stderr) in zip(codes, outputs, strict=False):
         assert code == 0, stdout[-2000:] + stderr[-3000:]
 
 

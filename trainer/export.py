@@ -137,7 +137,9 @@ class ServingModule(tf.Module):
             excluded = self._movie_indices(exclude)  # [batch, n], -1 where unknown
             known = excluded >= 0
             rows = tf.repeat(tf.range(batch, dtype=tf.int64)[:, None], tf.shape(exclude)[1], axis=1)
-            where = tf.stack([tf.boolean_mask(rows, known), tf.boolean_mask(excluded, known)], axis=1)
+            where = tf.stack(
+                [tf.boolean_mask(rows, known), tf.boolean_mask(excluded, known)], axis=1
+            )
             scores = tf.tensor_scatter_nd_update(
                 scores, where, tf.fill([tf.shape(where)[0]], -float("inf"))
             )

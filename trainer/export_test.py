@@ -123,7 +123,7 @@ def test_recommend_lists_every_movie_by_the_rating_serving_default_gives(exporte
     movie_ids = out["movie_id"].numpy().astype(str)
     ratings = out["rating"].numpy()
     assert movie_ids.shape == ratings.shape == (2, 2)  # k is cut to the 2 movies there are
-    for user, movies, scores in zip(["user_b", "user_nobody"], movie_ids, ratings):
+    for user, movies, scores in zip(["user_b", "user_nobody"], movie_ids, ratings, strict=False):
         assert sorted(movies) == ["movie_x", "movie_y"]
         assert scores[0] >= scores[1]
         served = loaded.signatures["serving_default"](

@@ -8,7 +8,7 @@ so a comparison between techniques compares only the tables.
 
 import copy
 import math
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -17,8 +17,8 @@ from components import features
 from trainer import embeddings
 from trainer import row_sparse
 from trainer.embeddings.full_layer import RowEmbedding
-from trainer.model_config import ModelConfig
 from trainer.model_config import RATING_HEADS
+from trainer.model_config import ModelConfig
 
 embeddings.register_layers()
 
@@ -46,8 +46,8 @@ class RowL2(keras.layers.Layer):
         self,
         l2: float,
         l2_per_id: float = 0.0,
-        counts: Optional[Sequence[int]] = None,
-        vocab_size: Optional[int] = None,
+        counts: Sequence[int] | None = None,
+        vocab_size: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -238,7 +238,7 @@ def _optimizer(config: ModelConfig) -> keras.optimizers.Optimizer:
 
 def id_embeddings(
     config: ModelConfig, user_counts: Sequence[int], movie_counts: Sequence[int]
-) -> Dict[str, keras.layers.Layer]:
+) -> dict[str, keras.layers.Layer]:
     """The user and movie embedding layers, keyed by raw feature name.
 
     Both tables are resolved together (``trainer.embeddings.build_tables``),
@@ -278,7 +278,7 @@ def _bias(ids, counts: Sequence[int], l2: float, l2_per_id: float, name: str) ->
     return RowL2(l2, l2_per_id, counts, name=f"{name}_l2")(bias, ids)
 
 
-def embedding_layers(model: keras.Model) -> Dict[str, keras.layers.Layer]:
+def embedding_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
     """The id embedding layers of a model built by ``build_model``."""
     return {
         features.USER_ID: model.get_layer("user_embedding"),

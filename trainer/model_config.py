@@ -7,7 +7,7 @@ stores ``custom_config`` as JSON in ML Metadata.
 
 import dataclasses
 import json
-from typing import Any, Dict, Optional
+from typing import Any
 
 from trainer import embeddings
 from trainer.embeddings.spec import is_int as _is_int
@@ -29,7 +29,7 @@ class SettingError(ValueError):
     the spec's own message (what the runners print after the flag that set it).
     """
 
-    def __init__(self, setting: str, message: str, detail: Optional[str] = None):
+    def __init__(self, setting: str, message: str, detail: str | None = None):
         super().__init__(message)
         self.setting = setting
         self.detail = message if detail is None else detail
@@ -91,18 +91,18 @@ class ModelConfig:
 
     name: str = "custom"
     embedding_dim: int = 64
-    user_embedding: Dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
-    movie_embedding: Dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
+    user_embedding: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
+    movie_embedding: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
     use_biases: bool = False
     l2: float = 0.0
-    bias_l2: Optional[float] = None
+    bias_l2: float | None = None
     l2_per_id: float = 0.0
     bias_l2_per_id: float = 0.0
     init_at_mean_rating: bool = False
     rating_head: str = "sigmoid"
     min_rating: float = 0.0
     max_rating: float = 5.0
-    embeddings_initializer: Optional[Any] = None
+    embeddings_initializer: Any | None = None
     weight_decay: float = 0.0
     learning_rate: float = 1e-3
     adam_beta_2: float = 0.999
@@ -133,7 +133,7 @@ class ModelConfig:
         def fail(name: str, allowed: str):
             raise SettingError(name, f"{name} must be {allowed}, got {_shown(getattr(self, name))}")
 
-        def integer(name: str, low: int, high: Optional[int] = None):
+        def integer(name: str, low: int, high: int | None = None):
             value = getattr(self, name)
             if not _is_int(value) or value < low or (high is not None and value > high):
                 fail(
@@ -141,7 +141,7 @@ class ModelConfig:
                     f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]",
                 )
 
-        def number(name: str, low: Optional[float], inclusive=True, optional=False):
+        def number(name: str, low: float | None, inclusive=True, optional=False):
             value = getattr(self, name)
             if value is None and optional:
                 return
@@ -203,7 +203,7 @@ class ModelConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
         """The config from JSON-like values; every setting is checked (``validate``)."""
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = [name for name in values if name not in known]
@@ -319,7 +319,7 @@ PRESETS = {
 }
 
 
-def preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> ModelConfig:
+def preset(name: str, overrides: dict[str, Any] | None = None) -> ModelConfig:
     if name not in PRESETS:
         raise ValueError(f"Unknown model {name!r}; choose one of {sorted(PRESETS)}")
     config = PRESETS[name]

@@ -10,7 +10,6 @@ per-epoch lines (``model.fit(verbose=2)``) go to the run's log.
 
 import os
 import time
-from typing import Optional
 
 import keras
 
@@ -19,12 +18,12 @@ from pipeline import console as console_lib
 EVAL_RMSE = "val_rmse"
 
 
-def eval_text(eval_rmse: Optional[float]) -> str:
+def eval_text(eval_rmse: float | None) -> str:
     return "" if eval_rmse is None else f"eval RMSE {eval_rmse:.4f}"
 
 
 def epoch_line(
-    epoch: int, epochs: Optional[int], steps: int, seconds: float, eval_rmse: Optional[float]
+    epoch: int, epochs: int | None, steps: int, seconds: float, eval_rmse: float | None
 ) -> str:
     """'epoch 2/10  167 steps  1.3s  eval RMSE 0.9886' (epoch counts from 1)."""
     line = f"epoch {epoch}/{epochs or '?'}  {steps} steps  {console_lib.format_seconds(seconds)}"
@@ -46,19 +45,19 @@ def terminal_width(stream, fallback: int = 80) -> int:
 class TrainingProgress(keras.callbacks.Callback):
     """A bar (terminal) or a line (elsewhere) per epoch on the run's console."""
 
-    def __init__(self, console: Optional[console_lib.Console] = None):
+    def __init__(self, console: console_lib.Console | None = None):
         super().__init__()
         self._console = console if console is not None else console_lib.current()
         self._bar = None
         self._epoch_start = 0.0
         self._steps_done = 0
-        self._eval_rmse: Optional[float] = None
-        self._known_steps: Optional[int] = None
+        self._eval_rmse: float | None = None
+        self._known_steps: int | None = None
 
-    def _epochs(self) -> Optional[int]:
+    def _epochs(self) -> int | None:
         return (self.params or {}).get("epochs")
 
-    def _steps(self) -> Optional[int]:
+    def _steps(self) -> int | None:
         return (self.params or {}).get("steps") or self._known_steps
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -8,7 +8,8 @@ it with Keras progress and TensorBoard logs, and exports a SavedModel whose
 import dataclasses
 import json
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -63,7 +64,7 @@ class RawExampleReader:
 
     data_accessor: DataAccessor
     tf_transform_output: tft.TFTransformOutput
-    model_inputs: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
+    model_inputs: Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]
 
     @classmethod
     def create(
@@ -74,7 +75,7 @@ class RawExampleReader:
         )
 
     def batches(
-        self, file_pattern: List[str], options: tfxio.TensorFlowDatasetOptions
+        self, file_pattern: list[str], options: tfxio.TensorFlowDatasetOptions
     ) -> tf.data.Dataset:
         dataset = self.data_accessor.tf_dataset_factory(
             file_pattern, options, self.tf_transform_output.raw_metadata.schema
@@ -84,7 +85,7 @@ class RawExampleReader:
 
 def streamed_dataset(
     reader: RawExampleReader,
-    file_pattern: List[str],
+    file_pattern: list[str],
     batch_size: int,
     shuffle: bool,
     seed: int,
@@ -103,8 +104,8 @@ def streamed_dataset(
 
 
 def load_split(
-    reader: RawExampleReader, file_pattern: List[str]
-) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    reader: RawExampleReader, file_pattern: list[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The whole split, transformed, as arrays: model inputs, and ratings (one column each)."""
     options = tfxio.TensorFlowDatasetOptions(
         batch_size=LOAD_BATCH_SIZE, label_key=features.LABEL, num_epochs=1, shuffle=False
@@ -121,8 +122,8 @@ def load_split(
 
 
 def shuffled_batches(
-    inputs: Dict[str, np.ndarray], labels: np.ndarray, batch_size: int, seed: int
-) -> Tuple[tf.data.Dataset, int]:
+    inputs: dict[str, np.ndarray], labels: np.ndarray, batch_size: int, seed: int
+) -> tuple[tf.data.Dataset, int]:
     """Endless batches, a fresh permutation of the rows every epoch; and steps per epoch.
 
     Epoch ``e``'s order is a stateless shuffle keyed on (seed, e), so a seed
@@ -168,13 +169,13 @@ class TrainingData:
     train: tf.data.Dataset
     eval: tf.data.Dataset
     mean_rating: float
-    steps_per_epoch: Optional[int] = None
+    steps_per_epoch: int | None = None
 
 
 def read_training_data(
     config: ModelConfig,
-    train_files: List[str],
-    eval_files: List[str],
+    train_files: list[str],
+    eval_files: list[str],
     data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
 ) -> TrainingData:
@@ -225,7 +226,7 @@ def train(
     data: TrainingData,
     user_counts: Sequence[int],
     movie_counts: Sequence[int],
-    log_dir: Optional[str] = None,
+    log_dir: str | None = None,
 ) -> keras.Model:
     """Builds and fits the model; returns it with ``history`` attached.
 
@@ -261,7 +262,7 @@ def train(
     return model
 
 
-def memory_report(config: ModelConfig, model: keras.Model) -> Dict:
+def memory_report(config: ModelConfig, model: keras.Model) -> dict:
     report = embeddings.embedding_memory_report(
         model_lib.embedding_layers(model), config.embedding_dim
     )

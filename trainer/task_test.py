@@ -75,6 +75,7 @@ def _rows(dataset, steps=None):
             inputs[features.USER_INDEX].numpy().ravel().tolist(),
             inputs[features.MOVIE_INDEX].numpy().ravel().tolist(),
             labels.numpy().ravel().tolist(),
+            strict=False,
         )
     return sorted(rows)
 

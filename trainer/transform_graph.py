@@ -8,7 +8,7 @@ attributes, as the layer itself does, keeps the graph's tables and
 vocabulary assets in a SavedModel.
 """
 
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -23,7 +23,7 @@ def load(tf_transform_output: tft.TFTransformOutput) -> saved_transform_io_v2.Sa
 
 def model_inputs_fn(
     tf_transform_output: tft.TFTransformOutput,
-) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
+) -> Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
     """Raw features (a batch) -> the model's integer id inputs.
 
     Without autograph: converting TFT's loader code costs seconds per trace

@@ -50,7 +50,7 @@ def read_counts(path: str, segment_bytes: int = SEGMENT_BYTES) -> np.ndarray:
                 lines_before += _add_runs(data[:cut], path, lines_before, values, lengths)
     if not lengths or not sum(lengths):
         raise ValueError(f"Vocabulary {path} is empty: no ids in the train split")
-    if any(later > earlier for earlier, later in zip(values, values[1:])):
+    if any(later > earlier for earlier, later in zip(values, values[1:], strict=False)):
         raise ValueError(f"Vocabulary {path} is not sorted by frequency (most frequent first)")
     return np.repeat(np.asarray(values, np.int32), np.asarray(lengths, np.int64))
 
@@ -69,7 +69,7 @@ def _add_runs(block: bytes, path: str, lines_before: int, values: list, lengths:
     if len(block) <= _SMALL_SEGMENT:
         counts = _parse(block, path, lines_before)
         starts = np.flatnonzero(np.diff(counts, prepend=-1))
-        for value, length in zip(counts[starts], np.diff(starts, append=len(counts))):
+        for value, length in zip(counts[starts], np.diff(starts, append=len(counts)), strict=False):
             _append(values, lengths, int(value), int(length))
         return len(counts)
     middle = block.index(b"\n", len(block) // 2 - 1) + 1

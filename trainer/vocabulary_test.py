@@ -22,7 +22,7 @@ def test_chunked_counts_equal_a_line_by_line_parse(tmp_path, segment_bytes):
     # Frequency order, as Transform writes it: long runs of equal counts.
     counts = np.sort(rng.zipf(1.5, size=20_000).clip(1, 2_000_000_000))[::-1]
     tokens = [f"user {i}" if i % 7 == 0 else f"movie_{i}\u00e9" for i in range(len(counts))]
-    text = "".join(f"{c} {t}\n" for c, t in zip(counts, tokens)).encode()
+    text = "".join(f"{c} {t}\n" for c, t in zip(counts, tokens, strict=False)).encode()
     path = _write(tmp_path, text)
     got = vocabulary.read_counts(path, segment_bytes=segment_bytes)
     assert got.dtype == np.int32

@@ -38,7 +38,9 @@ a small vocabulary changes is a note (logged, and the layer's
 
 import dataclasses
 import importlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
 
 from trainer.embeddings.full import FullSpec
 from trainer.embeddings.full import PlainTable
@@ -77,7 +79,7 @@ __all__ = [
 ]
 
 
-def parse(spec: Union[Mapping[str, Any], Spec], output_dim: Optional[int] = None) -> Spec:
+def parse(spec: Mapping[str, Any] | Spec, output_dim: int | None = None) -> Spec:
     """The typed spec of a JSON spec, every key checked (``Spec.validate``);
     ``output_dim`` (the model's width), when given, bounds the widths.
 
@@ -100,7 +102,7 @@ def parse(spec: Union[Mapping[str, Any], Spec], output_dim: Optional[int] = None
 
 
 def _resolve(spec: Spec, vocab: Vocabulary, output_dim: int, name: str) -> Table:
-    notes: List[str] = []
+    notes: list[str] = []
     try:
         if vocab.input_dim < 1:
             raise SpecVocabularyError("empty vocabulary and no OOV buckets")
@@ -115,10 +117,10 @@ def _resolve(spec: Spec, vocab: Vocabulary, output_dim: int, name: str) -> Table
 
 
 def build_tables(
-    specs: Mapping[str, Union[Mapping[str, Any], Spec]],
+    specs: Mapping[str, Mapping[str, Any] | Spec],
     vocabularies: Mapping[str, Vocabulary],
     output_dim: int,
-) -> Dict[str, Table]:
+) -> dict[str, Table]:
     """The tables of ``specs`` (keyed by table name) on their vocabularies.
 
     When every table zero-pads its narrow rows (``Table.padded_width``), a
@@ -150,7 +152,7 @@ def build_tables(
 
 
 def build_embedding(
-    spec: Union[Mapping[str, Any], Spec],
+    spec: Mapping[str, Any] | Spec,
     vocab_counts: Sequence[float],
     num_oov: int,
     output_dim: int,

@@ -1,7 +1,7 @@
 """Full: a plain table, one ``output_dim`` row per id."""
 
 import dataclasses
-from typing import ClassVar, List, Optional
+from typing import ClassVar
 
 from trainer.embeddings.spec import Spec
 from trainer.embeddings.spec import Table
@@ -40,7 +40,7 @@ class FullSpec(Spec):
     """
 
     type: ClassVar[str] = "full"
-    layer_module: ClassVar[Optional[str]] = "trainer.embeddings.full_layer"
+    layer_module: ClassVar[str | None] = "trainer.embeddings.full_layer"
 
-    def resolve(self, vocab: Vocabulary, output_dim: int, notes: List[str]) -> PlainTable:
+    def resolve(self, vocab: Vocabulary, output_dim: int, notes: list[str]) -> PlainTable:
         return PlainTable(vocab.input_dim, output_dim)

@@ -1,6 +1,6 @@
 """The hashing-trick layer (sizes: ``hashing.py``)."""
 
-from typing import Any, Dict, List
+from typing import Any
 
 import keras
 from keras import ops
@@ -52,7 +52,7 @@ class HashEmbedding(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return ids_output_shape(input_shape, self.output_dim)
 
-    def tables(self) -> List[Dict[str, Any]]:
+    def tables(self) -> list[dict[str, Any]]:
         """Tables for the memory report: ``[{"name", "rows", "dim"}]``."""
         return [{"name": "buckets", "rows": self.num_buckets, "dim": self.output_dim}]
 

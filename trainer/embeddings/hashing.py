@@ -12,23 +12,20 @@ for QR at any budget, including those past a one-dimensional plain table.
 
 import dataclasses
 import math
-from typing import ClassVar, List, Optional
+from typing import ClassVar
 
 from trainer.embeddings.full import PlainTable
 from trainer.embeddings.spec import Spec
 from trainer.embeddings.spec import SpecError
-from trainer.embeddings.spec import Table
 from trainer.embeddings.spec import Vocabulary
 from trainer.embeddings.spec import rows_text
 
 
 @dataclasses.dataclass(frozen=True)
-class HashedTable(Table):
-    """``num_buckets x output_dim``; id ``i`` reads row ``i mod num_buckets``."""
+class HashedTable(PlainTable):
+    """A plain table of ``num_buckets`` rows; id ``i`` reads row ``i mod num_buckets``."""
 
-    input_dim: int
     num_buckets: int
-    output_dim: int
 
     @property
     def params(self) -> int:
@@ -38,12 +35,7 @@ class HashedTable(Table):
         from trainer.embeddings.hash_layer import HashEmbedding
 
         return HashEmbedding(
-            self.input_dim,
-            self.output_dim,
-            self.num_buckets,
-            embeddings_initializer=initializer,
-            embeddings_regularizer=regularizer,
-            name=name,
+            self.input_dim, self.output_dim, self.num_buckets, initializer, regularizer, name=name
         )
 
 
@@ -61,25 +53,23 @@ class HashSpec(Spec):
     """
 
     type: ClassVar[str] = "hash"
-    layer_module: ClassVar[Optional[str]] = "trainer.embeddings.hash_layer"
+    layer_module: ClassVar[str | None] = "trainer.embeddings.hash_layer"
 
-    num_buckets: Optional[int] = None
-    compression: Optional[float] = None
+    num_buckets: int | None = None
+    compression: float | None = None
 
-    def validate(self, output_dim: Optional[int] = None) -> None:
+    def validate(self, output_dim: int | None = None) -> None:
         self.check_int("num_buckets", 1)
         self.check_number("compression", 1)
         if (self.num_buckets is None) == (self.compression is None):
             raise SpecError("set exactly one of num_buckets, compression")
 
-    def resolve(self, vocab: Vocabulary, output_dim: int, notes: List[str]) -> Table:
+    def resolve(self, vocab: Vocabulary, output_dim: int, notes: list[str]) -> PlainTable:
         n = vocab.input_dim
         buckets = self.num_buckets
         if buckets is None:
             buckets = max(1, math.floor(n / self.compression))
         if buckets >= n:
-            notes.append(
-                f"{buckets} hash buckets for {rows_text(n, vocab.size)}: a plain table"
-            )
+            notes.append(f"{buckets} hash buckets for {rows_text(n, vocab.size)}: a plain table")
             return PlainTable(n, output_dim)
         return HashedTable(input_dim=n, num_buckets=buckets, output_dim=output_dim)

@@ -47,7 +47,9 @@ def test_bad_specs_are_one_line_errors(spec, message):
 
 
 def test_ids_share_the_row_of_their_remainder_and_the_layer_reloads():
-    layer = embeddings.build_embedding({"type": "hash", "num_buckets": 3}, [5, 4, 3, 2, 1], 1, 4, "h")
+    layer = embeddings.build_embedding(
+        {"type": "hash", "num_buckets": 3}, [5, 4, 3, 2, 1], 1, 4, "h"
+    )
     ids = np.array([[0], [3], [1], [4], [5]])
     vectors = keras.ops.convert_to_numpy(layer(ids))
     assert vectors.shape == (5, 4)

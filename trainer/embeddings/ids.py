@@ -1,8 +1,6 @@
 """What the layers of every technique share: reading ids, the shape they
 return, and a fresh initializer per table."""
 
-from typing import Tuple
-
 import keras
 from keras import ops
 
@@ -18,7 +16,7 @@ def prepare_ids(inputs, input_dim: int):
     return ids
 
 
-def ids_output_shape(input_shape, output_dim: int) -> Tuple:
+def ids_output_shape(input_shape, output_dim: int) -> tuple:
     shape = tuple(input_shape)
     if len(shape) >= 2 and shape[-1] == 1:
         shape = shape[:-1]

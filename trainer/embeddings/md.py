@@ -50,7 +50,12 @@ every block non-empty.
 
 import dataclasses
 import math
-from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from typing import Optional
 
 import numpy as np
 
@@ -76,13 +81,13 @@ DEFAULT_ALPHA = 0.3
 # Block boundaries.
 
 
-def check_offsets(offsets: Sequence[int], n: int) -> List[int]:
+def check_offsets(offsets: Sequence[int], n: int) -> list[int]:
     offsets = [int(o) for o in offsets]
     if len(offsets) < 2:
         raise ValueError(f"need at least one block, got offsets {offsets}")
     if offsets[0] != 0 or offsets[-1] != n:
         raise ValueError(f"block offsets must run from 0 to {n}, got {offsets}")
-    for lo, hi in zip(offsets[:-1], offsets[1:]):
+    for lo, hi in zip(offsets[:-1], offsets[1:], strict=False):
         if hi <= lo:
             raise ValueError(
                 f"block offsets must be strictly increasing (every block non-empty), got {offsets}"
@@ -90,7 +95,7 @@ def check_offsets(offsets: Sequence[int], n: int) -> List[int]:
     return offsets
 
 
-def _spread(cuts: Sequence[int], n: int) -> List[int]:
+def _spread(cuts: Sequence[int], n: int) -> list[int]:
     """Offsets from interior cut points, nudged so no block is empty."""
     num_blocks = len(cuts) + 1
     if n < num_blocks:
@@ -105,7 +110,7 @@ def _spread(cuts: Sequence[int], n: int) -> List[int]:
     return check_offsets(offsets, n)
 
 
-def block_boundaries_equal_mass(counts: Sequence[float], num_blocks: int) -> List[int]:
+def block_boundaries_equal_mass(counts: Sequence[float], num_blocks: int) -> list[int]:
     """Cut frequency-sorted ``counts`` into blocks of ~equal frequency mass.
 
     Cut ``j`` goes where the running total is closest to ``j / num_blocks`` of
@@ -141,7 +146,7 @@ def block_boundaries_equal_mass(counts: Sequence[float], num_blocks: int) -> Lis
     return _spread(cuts, len(counts))
 
 
-def block_boundaries_from_fractions(n: int, fractions: Sequence[float]) -> List[int]:
+def block_boundaries_from_fractions(n: int, fractions: Sequence[float]) -> list[int]:
     """Blocks holding the given fractions of the ``n`` rows (head first).
 
     ``fractions`` must be positive and sum to 1; cut points are rounded to
@@ -156,7 +161,7 @@ def block_boundaries_from_fractions(n: int, fractions: Sequence[float]) -> List[
     return _spread(cuts, int(n))
 
 
-def block_boundaries_from_counts(n: int, sizes: Sequence[int]) -> List[int]:
+def block_boundaries_from_counts(n: int, sizes: Sequence[int]) -> list[int]:
     """Blocks with exactly ``sizes`` rows each (head first); sum must be n."""
     sizes = [int(s) for s in sizes]
     if not sizes or any(s < 1 for s in sizes):
@@ -166,7 +171,7 @@ def block_boundaries_from_counts(n: int, sizes: Sequence[int]) -> List[int]:
     return check_offsets(np.concatenate([[0], np.cumsum(sizes)]).tolist(), n)
 
 
-def block_popularity(counts: Sequence[float], offsets: Sequence[int]) -> List[float]:
+def block_popularity(counts: Sequence[float], offsets: Sequence[int]) -> list[float]:
     """Lookups per row of each block: block frequency / block rows.
 
     ``counts`` may be shorter than ``offsets[-1]``; the missing rows (e.g.
@@ -180,7 +185,7 @@ def block_popularity(counts: Sequence[float], offsets: Sequence[int]) -> List[fl
 
     return [
         float((mass_below(hi) - mass_below(lo)) / (hi - lo))
-        for lo, hi in zip(offsets[:-1], offsets[1:])
+        for lo, hi in zip(offsets[:-1], offsets[1:], strict=False)
     ]
 
 
@@ -203,7 +208,7 @@ def alpha_power_dims(
     base_dim: int,
     round_to_power_of_two: bool = False,
     min_dim: int = 1,
-) -> List[int]:
+) -> list[int]:
     """Ginart et al.'s power rule ``d_i = base_dim * (p_i / max p) ** alpha``.
 
     Args:
@@ -261,17 +266,17 @@ def md_param_count(
     learned = check_projection(projection) == "learned"
     return sum(
         int(r) * int(d) + (int(d) * output_dim if learned and d < output_dim else 0)
-        for r, d in zip(block_rows, block_dims)
+        for r, d in zip(block_rows, block_dims, strict=False)
     )
 
 
 def largest_fitting_dims(
-    dims_for_base: Callable[[int], List[int]],
-    cost: Callable[[List[int]], int],
+    dims_for_base: Callable[[int], list[int]],
+    cost: Callable[[list[int]], int],
     max_dim: int,
     param_budget: int,
     min_dim: int = 1,
-) -> List[int]:
+) -> list[int]:
     """Dims for the largest ``base_dim <= max_dim`` with cost <= budget.
 
     Every base is tried from ``max_dim`` down, because cost is not monotone
@@ -290,8 +295,8 @@ def largest_fitting_dims(
 
 
 def widen_to_budget(
-    dims: Sequence[int], cost: Callable[[List[int]], int], max_dim: int, param_budget: int
-) -> List[int]:
+    dims: Sequence[int], cost: Callable[[list[int]], int], max_dim: int, param_budget: int
+) -> list[int]:
     """``dims`` with the budget that integer rounding left over spent.
 
     The alpha rule scales one head dim, so the widest head that fits can leave
@@ -324,18 +329,18 @@ class MDTable(Table):
     """A resolved MD table: block offsets and dims, and the QR table of its
     last block when that is one."""
 
-    offsets: Tuple[int, ...]
-    dims: Tuple[int, ...]
+    offsets: tuple[int, ...]
+    dims: tuple[int, ...]
     output_dim: int
     projection: str = "learned"
-    tail: Optional[QRTable] = None
+    tail: QRTable | None = None
 
     @property
-    def rows(self) -> List[int]:
-        return [hi - lo for lo, hi in zip(self.offsets[:-1], self.offsets[1:])]
+    def rows(self) -> list[int]:
+        return [hi - lo for lo, hi in zip(self.offsets[:-1], self.offsets[1:], strict=False)]
 
     @property
-    def padded_width(self) -> Optional[int]:
+    def padded_width(self) -> int | None:
         return max(self.dims) if self.projection == "nested" else None
 
     @property
@@ -418,22 +423,22 @@ class MDSpec(Spec):
     type: ClassVar[str] = "md"
     layer_module: ClassVar[str] = "trainer.embeddings.md_layer"
 
-    blocks: Optional[int] = None
-    block_fractions: Optional[List[float]] = None
-    block_sizes: Optional[List[int]] = None
-    alpha: Optional[float] = None
-    base_dim: Optional[int] = None
-    param_budget: Optional[int] = None
-    compression: Optional[float] = None
-    dims: Optional[List[int]] = None
+    blocks: int | None = None
+    block_fractions: list[float] | None = None
+    block_sizes: list[int] | None = None
+    alpha: float | None = None
+    base_dim: int | None = None
+    param_budget: int | None = None
+    compression: float | None = None
+    dims: list[int] | None = None
     round_to_power_of_two: bool = False
     min_dim: int = 1
     fill_budget: bool = False
-    max_dim: Optional[int] = None
+    max_dim: int | None = None
     projection: str = "learned"
-    tail_qr: Optional[Any] = None  # a QRSpec once validated
+    tail_qr: Any | None = None  # a QRSpec once validated
 
-    def validate(self, output_dim: Optional[int] = None) -> None:
+    def validate(self, output_dim: int | None = None) -> None:
         """Checks every key; also turns a ``tail_qr`` object into its ``QRSpec``."""
         self.check_int("blocks", 1)
         self.check_list("block_fractions", lambda v: is_number(v) and v > 0, "numbers > 0")
@@ -507,9 +512,7 @@ class MDSpec(Spec):
             min_dim=min(self.min_dim, width),
         )
 
-    def _blocking(
-        self, vocab: Vocabulary, notes: List[str]
-    ) -> Tuple[List[int], Optional[List[int]]]:
+    def _blocking(self, vocab: Vocabulary, notes: list[str]) -> tuple[list[int], list[int] | None]:
         """Block offsets, and the explicit dims for those blocks (or None).
 
         Asked for more blocks than the vocabulary has ids, the table gets one
@@ -556,12 +559,12 @@ class MDSpec(Spec):
         offsets[-1] = input_dim  # OOV rows join the tail
         return offsets, dims
 
-    def _budget(self, input_dim: int, output_dim: int) -> Optional[int]:
+    def _budget(self, input_dim: int, output_dim: int) -> int | None:
         if self.compression is not None:
             return int(input_dim * output_dim // self.compression)
         return None if self.param_budget is None else int(self.param_budget)
 
-    def resolve(self, vocab: Vocabulary, output_dim: int, notes: List[str]) -> MDTable:
+    def resolve(self, vocab: Vocabulary, output_dim: int, notes: list[str]) -> MDTable:
         offsets, dims = self._blocking(vocab, notes)
         rows = offsets[-1] - offsets[-2]
         tail = self.tail_qr
@@ -589,7 +592,7 @@ class MDSpec(Spec):
         alpha = DEFAULT_ALPHA if self.alpha is None else self.alpha
         popularity = block_popularity(vocab.counts, offsets)
 
-        def dims_for_base(base: int) -> List[int]:
+        def dims_for_base(base: int) -> list[int]:
             return alpha_power_dims(
                 popularity, alpha, base, bool(self.round_to_power_of_two), int(self.min_dim)
             )
@@ -598,7 +601,7 @@ class MDSpec(Spec):
         if budget is None:
             return table(dims_for_base(max_dim if self.base_dim is None else int(self.base_dim)))
 
-        def cost(dims: List[int]) -> int:
+        def cost(dims: list[int]) -> int:
             return table(dims).params
 
         dims = largest_fitting_dims(dims_for_base, cost, max_dim, budget, int(self.min_dim))

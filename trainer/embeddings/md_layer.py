@@ -1,13 +1,14 @@
 """The mixed-dimension layer (blocks, dims and projections: ``md.py``)."""
 
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
-from keras import ops
 
 # tf.dynamic_partition / tf.dynamic_stitch have no keras.ops equivalent; they
 # let each id be embedded once, by its own block only.
 import tensorflow as tf
+from keras import ops
 
 from trainer import row_sparse
 from trainer.embeddings.ids import deserialized
@@ -17,7 +18,6 @@ from trainer.embeddings.ids import prepare_ids
 from trainer.embeddings.md import check_offsets
 from trainer.embeddings.md import check_projection
 from trainer.embeddings.qr_layer import QREmbedding
-
 
 _TAIL_QR_RESERVED = ("input_dim", "output_dim")
 
@@ -61,7 +61,7 @@ class MDEmbedding(keras.layers.Layer):
         block_dims: Sequence[int],
         output_dim: int,
         projection: str = "learned",
-        tail_qr: Optional[Dict[str, Any]] = None,
+        tail_qr: dict[str, Any] | None = None,
         embeddings_initializer="uniform",
         embeddings_regularizer=None,
         projection_initializer="glorot_uniform",
@@ -177,7 +177,7 @@ class MDEmbedding(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return ids_output_shape(input_shape, self.output_dim)
 
-    def tables(self) -> List[Dict[str, Any]]:
+    def tables(self) -> list[dict[str, Any]]:
         """Tables and projections: ``[{"name", "rows", "dim"}, ...]``."""
         out = []
         for i, d in enumerate(self.block_dims):

@@ -41,7 +41,7 @@ class TestLayer:
         tables = {w.path.split("/")[-1]: _np(w) for w in layer.weights}
         ids = np.random.default_rng(0).permutation(63)
         out = _np(layer(ids))
-        for row, i in zip(out, ids):
+        for row, i in zip(out, ids, strict=False):
             b = int(np.searchsorted(self.OFFSETS, i, side="right")) - 1
             expected = tables[f"block_{b}_embeddings"][i - self.OFFSETS[b]]
             if b > 0:
@@ -63,7 +63,7 @@ class TestLayer:
         tables = {w.path.split("/")[-1]: _np(w) for w in layer.weights}
         assert sorted(tables) == [f"block_{b}_embeddings" for b in range(3)]
         ids = np.random.default_rng(0).permutation(63)
-        for row, i in zip(_np(layer(ids)), ids):
+        for row, i in zip(_np(layer(ids)), ids, strict=False):
             b = int(np.searchsorted(self.OFFSETS, i, side="right")) - 1
             d = [8, 4, 2][b]
             np.testing.assert_array_equal(

@@ -50,7 +50,7 @@ class TestBlockBoundaries:
             offsets = md.block_boundaries_equal_mass(counts, blocks)
             assert offsets[0] == 0 and offsets[-1] == 500
             assert len(offsets) == blocks + 1
-            assert all(b > a for a, b in zip(offsets, offsets[1:]))
+            assert all(b > a for a, b in zip(offsets, offsets[1:], strict=False))
 
     @pytest.mark.parametrize(
         "counts,blocks", [([0, 0, 0], 2), ([5, 4], 3), ([3, -1], 1), ([3, 2], 0)]
@@ -248,7 +248,7 @@ class TestSpec:
         plain = resolve(spec, counts, 1, 16)
         filled = resolve(dict(spec, fill_budget=True), counts, 1, 16)
         assert plain.params < filled.params <= budget
-        assert all(f >= p for f, p in zip(filled.dims, plain.dims))
+        assert all(f >= p for f, p in zip(filled.dims, plain.dims, strict=False))
         assert list(filled.dims) == sorted(filled.dims, reverse=True)
 
     def test_nested_projection_spends_the_budget_on_rows(self):
@@ -259,7 +259,7 @@ class TestSpec:
         assert nested.params <= budget
 
         def row_params(table):
-            return sum(r * d for r, d in zip(table.rows, table.dims))
+            return sum(r * d for r, d in zip(table.rows, table.dims, strict=False))
 
         # What learned projections cost goes to wider rows instead.
         assert row_params(nested) == nested.params

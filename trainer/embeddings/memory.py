@@ -1,12 +1,13 @@
 """The memory report: every table of every feature, its parameters and fp32
 bytes, and the ratio to a full ``input_dim x output_dim`` table."""
 
-from typing import Any, Dict, List, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 BYTES_PER_PARAM = 4  # fp32
 
 
-def layer_tables(layer) -> List[Dict[str, Any]]:
+def layer_tables(layer) -> list[dict[str, Any]]:
     """``[{"name", "rows", "dim"}, ...]`` for any layer a spec builds."""
     import keras
 
@@ -17,7 +18,7 @@ def layer_tables(layer) -> List[Dict[str, Any]]:
     raise TypeError(f"no memory report for layer type {type(layer).__name__}")
 
 
-def _sizes(params: int, full: int) -> Dict[str, Any]:
+def _sizes(params: int, full: int) -> dict[str, Any]:
     return {
         "params": params,
         "bytes": params * BYTES_PER_PARAM,
@@ -28,7 +29,7 @@ def _sizes(params: int, full: int) -> Dict[str, Any]:
     }
 
 
-def embedding_memory_report(layers: Mapping[str, Any], output_dim: int) -> Dict[str, Any]:
+def embedding_memory_report(layers: Mapping[str, Any], output_dim: int) -> dict[str, Any]:
     """Parameters and fp32 bytes per feature and table, vs full tables.
 
     Returns a JSON-serialisable dict::

@@ -32,7 +32,7 @@ The k looked-up vectors are combined by ``operation``:
 
 import dataclasses
 import math
-from typing import ClassVar, List, Optional, Tuple
+from typing import ClassVar
 
 from trainer.embeddings.full import PlainTable
 from trainer.embeddings.spec import Spec
@@ -75,10 +75,10 @@ def default_num_buckets(input_dim: int, num_partitions: int = 2) -> int:
 def qr_table_shapes(
     input_dim: int,
     output_dim: int,
-    num_buckets: Optional[int] = None,
+    num_buckets: int | None = None,
     num_partitions: int = 2,
     operation: str = "mult",
-) -> List[Tuple[str, int, int]]:
+) -> list[tuple[str, int, int]]:
     """(name, rows, dim) of each QR table, validating every argument.
 
     Raises:
@@ -134,7 +134,7 @@ class QRTable(Table):
     num_partitions: int = 2
     operation: str = "mult"
 
-    def shapes(self) -> List[Tuple[str, int, int]]:
+    def shapes(self) -> list[tuple[str, int, int]]:
         return qr_table_shapes(
             self.input_dim, self.output_dim, self.num_buckets, self.num_partitions, self.operation
         )
@@ -240,13 +240,13 @@ class QRSpec(Spec):
     type: ClassVar[str] = "qr"
     layer_module: ClassVar[str] = "trainer.embeddings.qr_layer"
 
-    num_buckets: Optional[int] = None
-    compression: Optional[float] = None
+    num_buckets: int | None = None
+    compression: float | None = None
     num_partitions: int = 2
     operation: str = "mult"
     threshold: int = 0
 
-    def validate(self, output_dim: Optional[int] = None) -> None:
+    def validate(self, output_dim: int | None = None) -> None:
         self.check_int("num_buckets", 2)
         self.check_number("compression", 1)
         self.check_exclusive("num_buckets", "compression")
@@ -260,7 +260,7 @@ class QRSpec(Spec):
                 f"the width, but the width is {output_dim}"
             )
 
-    def misfit(self, rows: int, vocab_size: Optional[int] = None) -> Optional[str]:
+    def misfit(self, rows: int, vocab_size: int | None = None) -> str | None:
         """Why ``rows`` are too few for this QR table (a plain table is then
         the most a table of that size can be), or None.
 
@@ -297,7 +297,7 @@ class QRSpec(Spec):
         table.shapes()  # raises on sizes the layer would refuse
         return table
 
-    def resolve(self, vocab: Vocabulary, output_dim: int, notes: List[str]) -> Table:
+    def resolve(self, vocab: Vocabulary, output_dim: int, notes: list[str]) -> Table:
         if vocab.input_dim <= self.threshold:
             return PlainTable(vocab.input_dim, output_dim)
         misfit = self.misfit(vocab.input_dim, vocab.size)

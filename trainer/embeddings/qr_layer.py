@@ -17,13 +17,12 @@ table, see ``ids.per_table_initializer``).
 
 import functools
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import keras
 from keras import ops
 
 from trainer import row_sparse
-
 from trainer.embeddings.ids import deserialized
 from trainer.embeddings.ids import ids_output_shape
 from trainer.embeddings.ids import per_table_initializer
@@ -63,7 +62,7 @@ class QREmbedding(keras.layers.Layer):
         self,
         input_dim: int,
         output_dim: int,
-        num_buckets: Optional[int] = None,
+        num_buckets: int | None = None,
         num_partitions: int = 2,
         operation: str = "mult",
         embeddings_initializer=None,
@@ -139,7 +138,7 @@ class QREmbedding(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return ids_output_shape(input_shape, self.output_dim)
 
-    def tables(self) -> List[Dict[str, Any]]:
+    def tables(self) -> list[dict[str, Any]]:
         """Tables for the memory report: ``[{"name", "rows", "dim"}, ...]``."""
         return [{"name": name, "rows": rows, "dim": dim} for name, rows, dim in self._shapes]
 

@@ -3,10 +3,10 @@
 import math
 
 import keras
-from keras import ops
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from trainer.embeddings.qr import QRTable
 from trainer.embeddings.qr_layer import QREmbedding
@@ -27,7 +27,7 @@ def assert_gradients_reach_every_variable(layer, ids):
         loss = ops.sum(layer(ids) * readout)
     variables = layer.trainable_variables
     assert variables
-    for variable, grad in zip(variables, tape.gradient(loss, variables)):
+    for variable, grad in zip(variables, tape.gradient(loss, variables), strict=False):
         assert grad is not None, variable.path
         assert np.any(_np(tf.convert_to_tensor(grad)) != 0), variable.path
 
@@ -98,7 +98,7 @@ class TestTableShapes:
         base = layer.num_buckets
         rows = [min(base, _ceil_div(n, base**j)) for j in range(k)]
         dims = [d // k + (j < d % k) for j in range(k)] if op == "concat" else [d] * k
-        expected = sum(r * c for r, c in zip(rows, dims))
+        expected = sum(r * c for r, c in zip(rows, dims, strict=False))
         assert layer.count_params() == expected
         assert QRTable(n, d, base, k, op).params == expected
         assert sum(t["rows"] * t["dim"] for t in layer.tables()) == expected

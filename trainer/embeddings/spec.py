@@ -16,7 +16,11 @@ import json
 import logging
 import math
 import numbers
-from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
@@ -59,7 +63,7 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def rows_text(rows: int, vocab_size: Optional[int] = None) -> str:
+def rows_text(rows: int, vocab_size: int | None = None) -> str:
     if vocab_size is None or vocab_size == rows:
         return plural(rows, "row")
     return f"{rows} rows ({plural(vocab_size, 'id')} + {rows - vocab_size} OOV)"
@@ -75,7 +79,7 @@ class Vocabulary:
     num_oov: int
 
     @classmethod
-    def of(cls, counts: Sequence[float], num_oov: int) -> "Vocabulary":
+    def of(cls, counts: Sequence[float], num_oov: int) -> Vocabulary:
         return cls(np.asarray(counts, dtype=np.float64).reshape(-1), int(num_oov))
 
     @property
@@ -92,11 +96,11 @@ class Table:
     """A resolved table: what its layer is built from, and ``notes`` saying
     where the vocabulary made it differ from its spec."""
 
-    notes: Tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     # The widest coordinate any row fills when narrower rows are zero-padded
     # to the model's width; None when every row fills every coordinate.
-    padded_width: ClassVar[Optional[int]] = None
+    padded_width: ClassVar[int | None] = None
 
     def layer(self, name: str, initializer=None, regularizer=None):
         """The Keras layer (imports Keras); ``initializer`` None keeps the layer's own."""
@@ -118,16 +122,16 @@ class Spec:
 
     type: ClassVar[str]
     # The module of the technique's own Keras layer, if it has one.
-    layer_module: ClassVar[Optional[str]] = None
+    layer_module: ClassVar[str | None] = None
 
     @classmethod
     def from_json(
         cls,
         options: Mapping[str, Any],
-        output_dim: Optional[int] = None,
-        where: Optional[str] = None,
+        output_dim: int | None = None,
+        where: str | None = None,
         exclude: Sequence[str] = (),
-    ) -> "Spec":
+    ) -> Spec:
         """The spec of JSON ``options`` (without "type"), checked (``validate``).
 
         ``exclude`` names fields this use of the spec does not take; ``where``
@@ -145,16 +149,16 @@ class Spec:
         spec.validate(output_dim)
         return spec
 
-    def validate(self, output_dim: Optional[int] = None) -> None:
+    def validate(self, output_dim: int | None = None) -> None:
         """Raises ``SpecError`` for a value that is wrong whatever the data;
         ``output_dim`` (the model's width), when given, bounds the widths."""
 
-    def resolve(self, vocab: Vocabulary, output_dim: int, notes: List[str]) -> Table:
+    def resolve(self, vocab: Vocabulary, output_dim: int, notes: list[str]) -> Table:
         """The table for ``vocab``; what the vocabulary changes is appended to
         ``notes``, what it cannot meet raises ``ValueError``."""
         raise NotImplementedError
 
-    def capped(self, width: int) -> Optional["Spec"]:
+    def capped(self, width: int) -> Spec | None:
         """This spec with no padded row wider than ``width``, or None when it
         cannot narrow (see ``Table.padded_width``)."""
         return None
@@ -171,7 +175,7 @@ class Spec:
     def _given(self, key: str) -> bool:
         return not (getattr(self, key) is None and self._optional(key))
 
-    def check_int(self, key: str, low: int, high: Optional[int] = None) -> None:
+    def check_int(self, key: str, low: int, high: int | None = None) -> None:
         value = getattr(self, key)
         if self._given(key) and (
             not is_int(value) or value < low or (high is not None and value > high)

@@ -1,7 +1,7 @@
 """Tests for trainer/embeddings/spec.py: the value checks every spec shares."""
 
 import dataclasses
-from typing import ClassVar, List, Optional
+from typing import ClassVar
 
 import pytest
 
@@ -15,10 +15,10 @@ from trainer.embeddings.spec import rows_text
 class _Example(Spec):
     type: ClassVar[str] = "example"
 
-    size: Optional[int] = None
+    size: int | None = None
     ratio: float = 2.0
     flag: bool = False
-    widths: Optional[List[int]] = None
+    widths: list[int] | None = None
 
     def validate(self, output_dim=None):
         self.check_int("size", 1, output_dim)
