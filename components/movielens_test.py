@@ -81,28 +81,33 @@ def test_reads_10m_half_stars_by_folder_name(tmp_path):
     assert ratings.ratings.tolist() == [5.0, 3.5]
 
 
-def test_reads_grouplens_csv(tmp_path):
-    write(
-        tmp_path / "ratings.csv",
-        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,0.5,964981247\n",
-    )
-    ratings = read_ratings(tmp_path)
-    assert ratings.format == "csv"
-    assert ratings.user_ids.tolist() == ["user_1", "user_1"]
-    assert ratings.movie_ids.tolist() == ["movie_1", "movie_3"]
-    assert ratings.ratings.tolist() == [4.0, 0.5]
-
-
-def test_reads_normalized_csv_any_column_order_extra_columns_ignored(tmp_path):
-    path = write(
-        tmp_path / "mine.csv",
-        "rating,timestamp,movie_id,user_id\n4.5,1,movie_9,user_7\n2.0,,movie_8,user_7\n",
-    )
-    ratings = read_ratings(path)
-    assert ratings.format == "normalized"
-    assert ratings.user_ids.tolist() == ["user_7", "user_7"]
-    assert ratings.movie_ids.tolist() == ["movie_9", "movie_8"]
-    assert ratings.ratings.tolist() == [4.5, 2.0]
+@pytest.mark.parametrize(
+    "name, text, fmt, users, movies, stars",
+    [
+        (
+            "ratings.csv",
+            "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,0.5,964981247\n",
+            "csv",
+            ["user_1", "user_1"],
+            ["movie_1", "movie_3"],
+            [4.0, 0.5],
+        ),
+        (  # any column order, extra columns ignored
+            "mine.csv",
+            "rating,timestamp,movie_id,user_id\n4.5,1,movie_9,user_7\n2.0,,movie_8,user_7\n",
+            "normalized",
+            ["user_7", "user_7"],
+            ["movie_9", "movie_8"],
+            [4.5, 2.0],
+        ),
+    ],
+)
+def test_reads_grouplens_and_normalized_csv(tmp_path, name, text, fmt, users, movies, stars):
+    ratings = read_ratings(write(tmp_path / name, text))
+    assert ratings.format == fmt
+    assert ratings.user_ids.tolist() == users
+    assert ratings.movie_ids.tolist() == movies
+    assert ratings.ratings.tolist() == stars
 
 
 def test_find_ratings_file_names_the_file_and_its_format(tmp_path):
@@ -151,11 +156,13 @@ def test_csv_with_unknown_header_names_both_expected_headers(tmp_path):
 # --- validation ---------------------------------------------------------------
 
 # (file name, content, line, field, fragment of the message)
+# The GroupLens CSV header.
+GL = "userId,movieId,rating,timestamp\n"
 BAD_FILES = [
     ("u.data", "", None, None, "file is empty"),
     ("u.data", "\ufeff\n\n", None, None, "file is empty"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n", None, None, "no ratings"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n\n\n", None, None, "no ratings"),
+    ("ratings.csv", GL, None, None, "no ratings"),
+    ("ratings.csv", GL + "\n\n", None, None, "no ratings"),
     ("u.data", "196,242,3,881250949\n", 1, "item", "tab-separated user item rating timestamp"),
     ("ratings.dat", "1\t1193\t5\t978300760\n", 1, "movie", "'::'-separated"),
     ("u.data", U_DATA + "5\t6\t3\n", 4, "timestamp", "expected 4 fields"),
@@ -163,7 +170,7 @@ BAD_FILES = [
     ("ratings.csv", "userId,movieId,timestamp\n1,2,3\n", 1, "rating", "missing column 'rating'"),
     (
         "ratings.csv",
-        "userId,movieId,rating,timestamp\n1,2,4.0,1\n1,2\n",
+        GL + "1,2,4.0,1\n1,2\n",
         3,
         "rating",
         "expected 4 fields as in the header, found 2",
@@ -179,29 +186,11 @@ BAD_FILES = [
     ("u.data", "5\t6\t0\t1\n", 1, "rating", "outside the scale"),
     ("u.data", "5\t6\t3.5\t1\n", 1, "rating", "rating 3.5 is not on the scale 1..5 in steps of 1"),
     ("ratings.dat", "1::2::3.5::4\n", 1, "rating", "a user_id,movie_id,rating CSV takes half"),
-    (
-        "ratings.csv",
-        "userId,movieId,rating,timestamp\n1,2,5.5,1\n",
-        2,
-        "rating",
-        "outside the scale 0.5..5",
-    ),
-    (
-        "ratings.csv",
-        "userId,movieId,rating,timestamp\n1,2,4.25,1\n",
-        2,
-        "rating",
-        "not on the scale",
-    ),
+    ("ratings.csv", GL + "1,2,5.5,1\n", 2, "rating", "outside the scale 0.5..5"),
+    ("ratings.csv", GL + "1,2,4.25,1\n", 2, "rating", "not on the scale"),
     ("u.data", U_DATA + "\t242\t3\t881250949\n", 4, "user", "user id is empty"),
     ("u.data", "1\t  \t3\t881250949\n", 1, "item", "movie id is empty"),
-    (
-        "ratings.csv",
-        "userId,movieId,rating,timestamp\n1,,4.0,1\n",
-        2,
-        "movieId",
-        "movie id is empty",
-    ),
+    ("ratings.csv", GL + "1,,4.0,1\n", 2, "movieId", "movie id is empty"),
     ("ratings.csv", "user_id,movie_id,rating\nu,m,3.0\n\n\nu,m,x\n", 5, "rating", "not a number"),
     ("u.data", b"1\t2\t3\t4\n5\t\xff\t3\t4\n", 2, None, "not UTF-8"),
 ]
