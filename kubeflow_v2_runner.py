@@ -12,6 +12,7 @@ Step by step: docs/deploy.md.
 """
 
 import argparse
+import inspect
 import os
 import sys
 
@@ -107,6 +108,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     dataflow.add_argument(
         "--dataflow-max-workers",
+        dest="dataflow_max_num_workers",
         type=int,
         default=cloud.DEFAULT_DATAFLOW_MAX_WORKERS,
         help="autoscaling limit (default: %(default)s)",
@@ -116,6 +118,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     dataflow.add_argument(
         "--dataflow-service-account",
+        dest="dataflow_service_account_email",
         help="worker service account (default: the Compute Engine default)",
     )
     dataflow.add_argument(
@@ -124,6 +127,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     dataflow.add_argument(
         "--dataflow-worker-image",
+        dest="dataflow_sdk_container_image",
         help="run workers in this image instead of Beam's, which pip-installs this "
         "package at every worker start (default: Beam's image)",
     )
@@ -224,45 +228,35 @@ def _fill_in_derived_defaults(args: argparse.Namespace, parser: argparse.Argumen
             parser.error(f"{flag} must be a gs:// path, got {value!r}")
 
 
+def _called_with_flags(function, args: argparse.Namespace, prefix: str):
+    """``function`` called with each parameter taken from the flag ``<prefix><name>``,
+    else the flag ``<name>`` (``--project``, ``--region``, ``--image``); parameters
+    no flag names keep their defaults."""
+    settings = {}
+    for name in inspect.signature(function).parameters:
+        for attribute in (prefix + name, name):
+            if hasattr(args, attribute):
+                settings[name] = getattr(args, attribute)
+                break
+    return function(**settings)
+
+
 def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     """The PipelineConfig for a run on Google Cloud, with paths inside the image."""
     model = cli.model_from_args(args)
 
     if args.dataflow:
-        beam_pipeline_args = cloud.dataflow_beam_pipeline_args(
-            project=args.project,
-            region=args.region,
-            temp_location=args.dataflow_temp_location,
-            machine_type=args.dataflow_machine_type,
-            max_num_workers=args.dataflow_max_workers,
-            disk_size_gb=args.dataflow_disk_size_gb,
-            service_account_email=args.dataflow_service_account,
-            subnetwork=args.dataflow_subnetwork,
-            sdk_container_image=args.dataflow_worker_image,
+        beam_pipeline_args = _called_with_flags(
+            cloud.dataflow_beam_pipeline_args, args, "dataflow_"
         )
     else:
         beam_pipeline_args = cloud.container_beam_pipeline_args()
-
     vertex_training = None
     if args.vertex_training:
-        vertex_training = cloud.vertex_training_config(
-            project=args.project,
-            region=args.region,
-            image=args.image,
-            machine_type=args.training_machine_type,
-            accelerator_type=args.training_accelerator_type,
-            accelerator_count=args.training_accelerator_count,
-        )
-
+        vertex_training = _called_with_flags(cloud.vertex_training_config, args, "training_")
     vertex_serving = None
     if args.serving_destination == SERVE_FROM_VERTEX_ENDPOINT:
-        vertex_serving = cloud.vertex_serving_config(
-            project=args.project,
-            region=args.region,
-            endpoint_name=args.endpoint_name,
-            serving_image=args.serving_image,
-            machine_type=args.serving_machine_type,
-        )
+        vertex_serving = _called_with_flags(cloud.vertex_serving_config, args, "serving_")
 
     return configs.PipelineConfig(
         data_root=args.data_root,
