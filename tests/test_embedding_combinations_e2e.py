@@ -53,13 +53,15 @@ def test_technique_runs_end_to_end(name, data_file):
         10,
         "--rmse-max-increase",
         10,
+        "--min-gain-over-mean",
+        -10,
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     pushed = result.stdout.split("Pushed to:")[1].split()[0]
     with open(os.path.join(pushed, "assets.extra", "memory_report.json")) as f:
         report = json.load(f)
-    expected_types = {"full": "Embedding", "qr": "QREmbedding", "md": "MDEmbedding"}
+    expected_types = {"full": "RowEmbedding", "qr": "QREmbedding", "md": "MDEmbedding"}
     assert report["features"]["user_id"]["type"] == expected_types[user_spec["type"]]
     assert report["features"]["movie_id"]["type"] == expected_types[movie_spec["type"]]
     if "tail_qr" in movie_spec:
