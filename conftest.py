@@ -32,26 +32,32 @@ TINY_TRAIN = (
 )
 
 
-@pytest.fixture(scope="session")
-def tiny_transform(tmp_path_factory):
-    """Runs preprocessing_fn with TF-Transform's Beam implementation.
-
-    Returns (transform function, output folder, transformed TINY_TRAIN).
-    """
+def raw_metadata():
+    """TF-Transform metadata of the raw examples: string ids and a float rating."""
     import tensorflow as tf
-    import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata
-    from tensorflow_transform.tf_metadata import metadata_io
     from tensorflow_transform.tf_metadata import schema_utils
-
-    from components import preprocessing
 
     raw_spec = {
         "user_id": tf.io.FixedLenFeature([1], tf.string),
         "movie_id": tf.io.FixedLenFeature([1], tf.string),
         "rating": tf.io.FixedLenFeature([1], tf.float32),
     }
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
+    return dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
+
+
+@pytest.fixture(scope="session")
+def tiny_transform(tmp_path_factory):
+    """Runs preprocessing_fn with TF-Transform's Beam implementation.
+
+    Returns (transform function, output folder, transformed TINY_TRAIN).
+    """
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import metadata_io
+
+    from components import preprocessing
+
+    metadata = raw_metadata()
     work = str(tmp_path_factory.mktemp("tft"))
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(dir=work)):
         (transformed, _), transform_fn = (

@@ -5,6 +5,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
 from components import features
+from conftest import raw_metadata
 from conftest import raw_row
 
 
@@ -57,9 +58,6 @@ def slicing_transform(tmp_path_factory):
 
     Returns (transformed train rows with their raw rows, transformed unseen rows).
     """
-    import tensorflow as tf
-    from tensorflow_transform.tf_metadata import dataset_metadata
-    from tensorflow_transform.tf_metadata import schema_utils
 
     from components import preprocessing
 
@@ -72,12 +70,7 @@ def slicing_transform(tmp_path_factory):
         for i, (user, movie) in enumerate(zip(users, movies[::-1], strict=True))
     ]
     unseen = [raw_row("user_new", "movie_0", 3.0), raw_row("user_0", "movie_new", 3.0)]
-    raw_spec = {
-        "user_id": tf.io.FixedLenFeature([1], tf.string),
-        "movie_id": tf.io.FixedLenFeature([1], tf.string),
-        "rating": tf.io.FixedLenFeature([1], tf.float32),
-    }
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
+    metadata = raw_metadata()
     work = str(tmp_path_factory.mktemp("tft-slicing"))
     # TFX's Transform runs with the deep-copy optimisation, which TF-Transform
     # 1.16 applies to every analysis phase after the first and which fails on

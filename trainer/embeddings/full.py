@@ -16,8 +16,13 @@ class PlainTable(Table):
     output_dim: int
 
     @property
+    def rows(self) -> int:
+        """Rows stored: one per id here; fewer where ids share rows."""
+        return self.input_dim
+
+    @property
     def params(self) -> int:
-        return self.input_dim * self.output_dim
+        return self.rows * self.output_dim
 
     def layer(self, name, initializer=None, regularizer=None):
         from trainer.embeddings.full_layer import RowEmbedding

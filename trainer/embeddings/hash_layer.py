@@ -29,9 +29,9 @@ class HashEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.input_dim = int(input_dim)
-        self.output_dim = int(output_dim)
-        self.num_buckets = int(num_buckets)
+        self.input_dim, self.output_dim, self.num_buckets = map(
+            int, (input_dim, output_dim, num_buckets)
+        )
         # keras.layers.Embedding's default, so a row starts as a plain table's would.
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer or "uniform")
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)

@@ -27,16 +27,13 @@ class HashedTable(PlainTable):
 
     num_buckets: int
 
-    @property
-    def params(self) -> int:
-        return self.num_buckets * self.output_dim
+    rows = property(lambda self: self.num_buckets)
 
     def layer(self, name, initializer=None, regularizer=None):
-        from trainer.embeddings.hash_layer import HashEmbedding
+        from trainer.embeddings import hash_layer
 
-        return HashEmbedding(
-            self.input_dim, self.output_dim, self.num_buckets, initializer, regularizer, name=name
-        )
+        layer_args = (self.input_dim, self.output_dim, self.num_buckets, initializer, regularizer)
+        return hash_layer.HashEmbedding(*layer_args, name=name)
 
 
 @dataclasses.dataclass
