@@ -169,6 +169,19 @@ def entries(budgets: Sequence[int] = BUDGETS) -> list[Entry]:
             name = preset.replace("_16x", f"_{budget}x")
             model = at_budget(model_config.preset(preset), budget).replace(name=name)
             rows.append(Entry(name, model, technique, budget, versus=uniform))
+        # The hashing trick (QR's baseline), and the default preset with its
+        # per-id biases hashed at the same budget (biases inside the budget).
+        hashed = {"type": "hash", "compression": 2}  # rescaled by at_budget
+        model = at_budget(
+            compressed_training.replace(user_embedding=hashed, movie_embedding=hashed), budget
+        )
+        name = f"hash_{budget}x"
+        rows.append(Entry(name, model.replace(name=name), "hash", budget, versus=uniform))
+        model = at_budget(model_config.preset("md_16x"), budget)
+        hashed_biases = {"type": "hash", "compression": budget}
+        name = f"md_{budget}x_hashed_biases"
+        model = model.replace(name=name, user_bias=hashed_biases, movie_bias=hashed_biases)
+        rows.append(Entry(name, model, "md", budget, versus=uniform))
     return rows
 
 

@@ -489,4 +489,14 @@ def format_memory_report(report: dict) -> str:
         f"({total['compression']:.1f}x smaller than full tables of the same width, "
         f"{reference / max(total['params'], 1):.1f}x smaller than full {reference_dim}-d tables)"
     )
+    biases = report.get("biases")
+    if biases:
+        params = total["params"] + biases["total"]["params"]
+        full = reference + biases["total"]["full_params"]
+        kinds = ", ".join(sorted({t["type"] for t in biases["features"].values()}))
+        lines.append(
+            f"  with the per-id biases ({kinds}) {params:,} params "
+            f"({full / max(params, 1):.1f}x smaller than full {reference_dim}-d tables "
+            "and full biases)"
+        )
     return "\n".join(lines)

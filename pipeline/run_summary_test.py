@@ -346,3 +346,18 @@ def test_facts_are_written_atomically_and_readable_by_others(tmp_path):
 def test_a_folder_without_a_run_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.db"):
         run_summary.collect(str(tmp_path))
+
+
+def test_the_memory_summary_counts_the_per_id_biases_against_full_ones():
+    table = {"type": "MDEmbedding", "params": 400, "bytes": 1600, "compression": 4.0}
+    table.update(input_dim=100, full_params=1600, tables=[])
+    bias = {"type": "HashEmbedding", "params": 10, "bytes": 40, "compression": 10.0}
+    bias.update(input_dim=100, full_params=100, tables=[])
+    report = {
+        "features": {"user_id": table},
+        "total": {"params": 400, "compression": 4.0},
+        "biases": {"features": {"user_id_bias": bias}, "total": {"params": 10, "full_params": 100}},
+    }
+    text = run_summary.format_memory_report(report)
+    # (100 x 64 + 100) / (400 + 10)
+    assert "with the per-id biases (HashEmbedding) 410 params (15.9x smaller" in text

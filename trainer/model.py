@@ -16,7 +16,6 @@ import numpy as np
 from components import features
 from trainer import embeddings
 from trainer import row_sparse
-from trainer.embeddings.full_layer import RowEmbedding
 from trainer.model_config import RATING_HEADS
 from trainer.model_config import ModelConfig
 
@@ -195,8 +194,13 @@ def build_model(
     score = keras.layers.Dot(axes=-1, name="dot")([user_vector, movie_vector])
     if config.use_biases:
         bias_l2 = config.l2 if config.bias_l2 is None else config.bias_l2
-        user_bias = _bias(user_index, user_counts, bias_l2, config.bias_l2_per_id, "user_bias")
-        movie_bias = _bias(movie_index, movie_counts, bias_l2, config.bias_l2_per_id, "movie_bias")
+        user_bias, movie_bias = (
+            _bias(ids, counts, spec, bias_l2, config.bias_l2_per_id, name)
+            for ids, counts, spec, name in (
+                (user_index, user_counts, config.user_bias, "user_bias"),
+                (movie_index, movie_counts, config.movie_bias, "movie_bias"),
+            )
+        )
         score = keras.layers.Add(name="score")([score, user_bias, movie_bias])
     rating = RatingHead(
         max_rating=config.max_rating,
@@ -269,10 +273,17 @@ def _initializer(config: ModelConfig):
     return keras.initializers.get(copy.deepcopy(config.embeddings_initializer))
 
 
-def _bias(ids, counts: Sequence[int], l2: float, l2_per_id: float, name: str) -> keras.KerasTensor:
-    """A scalar per id (OOV included), zero at the start, penalised like the factors."""
-    table = RowEmbedding(
-        len(counts) + features.NUM_OOV_BUCKETS, 1, embeddings_initializer="zeros", name=name
+def _bias(ids, counts, spec, l2: float, l2_per_id: float, name: str) -> keras.KerasTensor:
+    """A scalar per id from a one-wide table of ``spec``, penalised like the factors.
+
+    Zero at the start, so an untrained model predicts the rating head's
+    start; QR's factors start at its own default, since a product of zero
+    factors would never move.
+    """
+    parsed = embeddings.parse(spec, 1)
+    initializer = None if isinstance(parsed, embeddings.QRSpec) else "zeros"
+    table = embeddings.build_embedding(
+        parsed, counts, features.NUM_OOV_BUCKETS, 1, name=name, initializer=initializer
     )
     bias = keras.layers.Reshape((1,))(table(ids))
     return RowL2(l2, l2_per_id, counts, name=f"{name}_l2")(bias, ids)
@@ -284,6 +295,13 @@ def embedding_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
         features.USER_ID: model.get_layer("user_embedding"),
         features.MOVIE_ID: model.get_layer("movie_embedding"),
     }
+
+
+def bias_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
+    """The per-id bias tables of a model built by ``build_model`` (none without biases)."""
+    names = {"user_id_bias": "user_bias", "movie_id_bias": "movie_bias"}
+    layers = {layer.name: layer for layer in model.layers}
+    return {feature: layers[name] for feature, name in names.items() if name in layers}
 
 
 def bias_parameter_count(model: keras.Model) -> int:

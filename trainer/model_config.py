@@ -46,6 +46,11 @@ class ModelConfig:
         e.g. ``{"type": "qr", "num_buckets": 32}``.
       movie_embedding: spec of the movie table, e.g. ``{"type": "md", ...}``.
       use_biases: add a per-user and a per-movie scalar bias.
+      user_bias, movie_bias: the bias tables' specs, as the embedding specs
+        but one wide (``{"type": "full"}``: one scalar per id). A compressed
+        table (``{"type": "hash", "compression": 16}``, or QR with operation
+        "add") keeps the biases inside a memory budget: at 64x and beyond a
+        full bias table alone is as large as the compressed embeddings.
       l2: L2 penalty on embedding rows (and biases), per looked-up row.
       l2_per_id: an L2 penalty each id pays once per epoch whatever its
         frequency, spread over its lookups (``l2_per_id / count`` per lookup,
@@ -94,6 +99,8 @@ class ModelConfig:
     user_embedding: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
     movie_embedding: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
     use_biases: bool = False
+    user_bias: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
+    movie_bias: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "full"})
     l2: float = 0.0
     bias_l2: float | None = None
     l2_per_id: float = 0.0
@@ -193,9 +200,11 @@ class ModelConfig:
         integer("early_stopping_patience", 0)
         integer("shuffle_buffer", 1)
         integer("seed", 0, _MAX_SEED)
-        for name in ("user_embedding", "movie_embedding"):
+        widths = {"user_embedding": self.embedding_dim, "movie_embedding": self.embedding_dim}
+        widths.update(user_bias=1, movie_bias=1)  # a bias table is one wide
+        for name, width in widths.items():
             try:
-                embeddings.parse(getattr(self, name), self.embedding_dim)
+                embeddings.parse(getattr(self, name), width)
             except embeddings.SpecError as error:
                 raise SettingError(name, f"{name}: {error}", detail=str(error)) from None
 

@@ -5,6 +5,7 @@ import math
 
 import keras
 import numpy as np
+import pytest
 
 from components import features
 from trainer import model as model_lib
@@ -140,3 +141,23 @@ def test_md_16x_model_saves_and_reloads(tmp_path):
     reloaded = keras.models.load_model(path)
     np.testing.assert_allclose(reloaded(ids).numpy(), model(ids).numpy(), rtol=1e-6)
     assert reloaded.count_params() == model.count_params()
+
+
+def test_hashed_biases_stay_inside_the_budget_and_train():
+    """A one-wide hashed table per side instead of a scalar per id."""
+    config = model_config.preset("md_16x").replace(
+        user_bias={"type": "hash", "compression": 16}, movie_bias={"type": "hash", "num_buckets": 3}
+    )
+    model = model_lib.build_model(config, list(range(64, 0, -1)), [9, 7, 5, 3, 1], 3.5)
+    biases = model_lib.bias_layers(model)
+    assert set(biases) == {"user_id_bias", "movie_id_bias"}
+    assert model_lib.bias_parameter_count(model) == 65 // 16 + 3 + 1  # + the global bias
+    inputs = {"user_index": np.array([[0], [4], [64]]), "movie_index": np.array([[0], [3], [5]])}
+    np.testing.assert_allclose(model.predict(inputs, verbose=0), 3.5, atol=0.5)
+    history = model.fit(inputs, np.array([5.0, 1.0, 3.0]), epochs=3, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+
+
+def test_a_bias_spec_is_checked_one_wide():
+    with pytest.raises(model_config.SettingError, match="user_bias"):
+        model_config.preset("full").replace(user_bias={"type": "md", "dims": [2]})

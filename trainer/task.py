@@ -268,6 +268,11 @@ def memory_report(config: ModelConfig, model: keras.Model) -> dict:
     )
     report["model"] = config.name
     report["bias_params"] = model_lib.bias_parameter_count(model)
+    biases = model_lib.bias_layers(model)
+    if biases:
+        # The per-id bias tables are id-indexed memory too: compared with
+        # full (one scalar per id) biases, and counted in the totals below.
+        report["biases"] = embeddings.embedding_memory_report(biases, 1)
     report["total_model_params"] = int(model.count_params())
     return report
 
