@@ -118,3 +118,20 @@ def serialized_examples(pairs, features=("user_id", "movie_id")):
                 example.features.feature[name].bytes_list.value.append(value.encode())
         serialized.append(example.SerializeToString())
     return tf.constant(serialized)
+
+
+def dockerfile_instructions():
+    """The Dockerfile's (INSTRUCTION, arguments) pairs: continuations joined, comments dropped."""
+    instructions = []
+    pending = ""
+    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + stripped).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return instructions

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 import kubeflow_v2_runner
+from conftest import dockerfile_instructions
 from pipeline import cloud
 from pipeline import configs
 from trainer import model_config
@@ -570,23 +571,6 @@ def test_runner_help_is_quick_and_documents_the_settings():
 # --- Docker build context ----------------------------------------------------------------
 
 
-def _dockerfile_instructions():
-    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
-    instructions = []
-    pending = ""
-    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
-        stripped = line.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        keyword, _, arguments = (pending + stripped).partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-        pending = ""
-    return instructions
-
-
 def _dockerignore_patterns():
     lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
@@ -609,7 +593,7 @@ def _dockerignored(relative_path, patterns):
 
 
 def test_image_builds_on_tfx_and_installs_the_package_where_the_runner_expects_it():
-    instructions = _dockerfile_instructions()
+    instructions = dockerfile_instructions()
     # A multi-stage build: the last stage is the image, earlier ones only lend it
     # files (Beam's worker boot program, see tests/test_packaging.py).
     last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")

@@ -25,6 +25,7 @@ import zipfile
 import pytest
 from packaging.requirements import Requirement
 
+from conftest import dockerfile_instructions
 from pipeline import cloud
 from pipeline import configs
 
@@ -83,23 +84,6 @@ def _normalise(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _dockerfile_instructions():
-    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
-    instructions = []
-    pending = ""
-    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        keyword, _, arguments = (pending + stripped).partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-        pending = ""
-    return instructions
-
-
 def _stages(instructions):
     """Each build stage's instructions, FROM first; ARGs before the first FROM are left out."""
     stages = []
@@ -134,7 +118,7 @@ def _from_image(arguments):
 
 def test_image_takes_beam_and_tfx_at_the_pinned_versions():
     pins = _pins()
-    instructions = _dockerfile_instructions()
+    instructions = dockerfile_instructions()
     stages = _stages(instructions)
     global_args = _global_args(instructions)
 
