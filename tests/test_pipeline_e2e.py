@@ -20,14 +20,9 @@ pytestmark = pytest.mark.slow
 EPOCHS = 5
 
 
-def _run(data_file, output_root, tmp):
+def _run(data_file, output_root, tmp, *flags, epochs=EPOCHS):
     return run_local_runner(
-        "--data",
-        data_file,
-        "--output-root",
-        output_root,
-        "--epochs",
-        EPOCHS,
+        *("--data", data_file, "--output-root", output_root, "--epochs", epochs, *flags),
         env=dict(os.environ, TMPDIR=str(tmp)),
     )
 
@@ -168,19 +163,8 @@ def test_a_worse_model_is_not_blessed_and_the_pushed_one_stays(pipeline_run):
     saved_model = next((work / "out" / "serving_model").glob("*/*/saved_model.pb"))
     saved_bytes = saved_model.read_bytes()
 
-    second = run_local_runner(
-        "--data",
-        work / "ratings.csv",
-        "--output-root",
-        work / "out",
-        "--model",
-        "baseline",
-        "--epochs",
-        1,
-        "--rmse-upper-bound",
-        10,
-        env=dict(os.environ, TMPDIR=str(tmp)),
-    )
+    flags = ("--model", "baseline", "--rmse-upper-bound", 10)
+    second = _run(work / "ratings.csv", work / "out", tmp, *flags, epochs=1)
 
     assert second.returncode == 3, second.stdout[-3000:] + second.stderr[-3000:]
     reasons = second.stdout.split("NOT blessed")[1]
@@ -198,19 +182,8 @@ def test_an_untrained_model_is_not_blessed_whatever_the_absolute_bound(pipeline_
     """
     work, _, first, tmp = pipeline_run
     assert first.returncode == 0, first.stderr[-3000:]
-    untrained = run_local_runner(
-        "--data",
-        work / "ratings.csv",
-        "--output-root",
-        work / "untrained",
-        "--epochs",
-        1,
-        "--model-settings",
-        '{"learning_rate": 1e-12}',
-        "--rmse-upper-bound",
-        10,
-        env=dict(os.environ, TMPDIR=str(tmp)),
-    )
+    flags = ("--model-settings", '{"learning_rate": 1e-12}', "--rmse-upper-bound", 10)
+    untrained = _run(work / "ratings.csv", work / "untrained", tmp, *flags, epochs=1)
     assert untrained.returncode == 3, untrained.stdout[-3000:] + untrained.stderr[-3000:]
     reasons = untrained.stdout.split("NOT blessed")[1]
     assert "rmse_gain_over_mean" in reasons and "predicting the mean rating" in reasons
