@@ -330,7 +330,7 @@ def main(argv=None) -> int:
     else:
         print(
             "  baseline:      none: Kubeflow Pipelines v2 runs no resolver, so a candidate is "
-            "not compared with the latest blessed model, only with the absolute RMSE bound"
+            "not compared with the latest blessed model, only with the RMSE bound and the mean"
         )
     if args.submit:
         submit(args, config)
