@@ -90,39 +90,40 @@ def push(model_path: str, base_directory: str) -> tuple[str, str]:
     """Publishes ``model_path`` as a new version; returns (its path, its version)."""
     fileio.makedirs(base_directory)
     remove_leftovers(base_directory)
-    staging = os.path.join(base_directory, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
-    if "://" in base_directory:
-        # Object stores rename by copying each object: the copy goes straight
-        # to its version, saved_model.pb last, which servers wait for.
+    # Object stores rename by copying each object: there the copy goes
+    # straight to its version, saved_model.pb last, which servers wait for.
+    object_store = "://" in base_directory
+    if object_store:
         staging = os.path.join(base_directory, str(next_version(base_directory)))
+    else:
+        staging = os.path.join(base_directory, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
+    published = None
     try:
         copy_model(model_path, staging)
         if not is_complete_version(staging):
             raise PushError(f"the copy of {model_path} in {staging} is not a complete SavedModel")
-        if "://" in base_directory:
-            return staging, os.path.basename(staging)
-        version = next_version(base_directory)
-        while True:
-            destination = os.path.join(base_directory, str(version))
-            if fileio.exists(destination):
+        if object_store:
+            published = staging
+        else:
+            version = next_version(base_directory)
+            while fileio.exists(os.path.join(base_directory, str(version))):
                 version += 1
-                continue
+            destination = os.path.join(base_directory, str(version))
             fileio.rename(staging, destination, overwrite=False)
-            return destination, str(version)
+            published = destination
+        return published, os.path.basename(published)
     except PushError:
-        _remove_quietly(staging)
         raise
     except Exception as e:  # pylint: disable=broad-except
         # fileio raises OSError or TensorFlow's errors, by filesystem.
-        _remove_quietly(staging)
         reason = "the disk is full" if _is_no_space(e) else str(e)
         raise PushError(
             f"could not push the model to {base_directory}: {reason}; nothing was pushed "
             "and the serving folder keeps its earlier versions"
         ) from e
-    except BaseException:
-        _remove_quietly(staging)
-        raise
+    finally:
+        if published is None:
+            _remove_quietly(staging)
 
 
 def _is_no_space(error: BaseException) -> bool:

@@ -104,8 +104,7 @@ def check(export_dir: str, serialized: Sequence[bytes]) -> dict:
 
 
 def _one_line(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}".strip()
-    return text.splitlines()[0] if "\n" in text else text
+    return f"{type(error).__name__}: {error}".strip().splitlines()[0]
 
 
 def read_examples(paths: Sequence[str], limit: int) -> list[bytes]:
@@ -191,11 +190,6 @@ def write_blessing(blessing, report: dict) -> None:
     marker = BLESSED_FILE if report["ok"] else NOT_BLESSED_FILE
     io_utils.write_string_file(os.path.join(blessing.uri, marker), "")
     blessing.set_int_custom_property(BLESSED_KEY, int(report["ok"]))
-
-
-def read_report(blessing_uri: str) -> dict:
-    with open(os.path.join(blessing_uri, REPORT_FILE)) as f:
-        return json.load(f)
 
 
 def main(argv=None) -> int:
