@@ -145,16 +145,7 @@ def train_once(
 ) -> RunResult:
     """Trains ``config`` (its batch size, learning rate, epochs, patience) with ``seed``."""
     started = time.perf_counter()
-    callbacks = []
-    if config.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_rmse",
-                mode="min",
-                patience=config.early_stopping_patience,
-                restore_best_weights=True,
-            )
-        )
+    callbacks = model_lib.early_stopping(config)
     model, history = fit(config, data, seed, jit_compile, callbacks, verbose=verbose)
     seconds = time.perf_counter() - started
     val_rmse = [float(v) for v in history["val_rmse"]]

@@ -225,6 +225,25 @@ def build_model(
     return model
 
 
+def early_stopping(config: ModelConfig) -> list[keras.callbacks.Callback]:
+    """The callbacks that stop training after ``early_stopping_patience`` epochs
+    without a better eval RMSE and keep the best epoch's weights; none at 0.
+
+    Early stopping watches the eval RMSE, the figure the Evaluator blesses on,
+    rather than the eval loss, which also holds the L2 penalty.
+    """
+    if not config.early_stopping_patience:
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor="val_rmse",
+            mode="min",
+            patience=config.early_stopping_patience,
+            restore_best_weights=True,
+        )
+    ]
+
+
 def _optimizer(config: ModelConfig) -> keras.optimizers.Optimizer:
     settings = dict(
         learning_rate=config.learning_rate,

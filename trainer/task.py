@@ -228,26 +228,14 @@ def train(
     movie_counts: Sequence[int],
     log_dir: str | None = None,
 ) -> keras.Model:
-    """Builds and fits the model; returns it with ``history`` attached.
-
-    Early stopping watches the eval RMSE, the figure the Evaluator blesses
-    on, rather than the eval loss, which also holds the L2 penalty.
-    """
+    """Builds and fits the model, stopping early as ``model.early_stopping`` says;
+    returns it with ``history`` attached."""
     keras.utils.set_random_seed(config.seed)
     mean_rating = data.mean_rating if config.init_at_mean_rating else None
     model = model_lib.build_model(config, user_counts, movie_counts, mean_rating)
     model.steps_per_execution = STEPS_PER_EXECUTION
     model.summary(print_fn=logging.info)
-    callbacks = []
-    if config.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_rmse",
-                mode="min",
-                patience=config.early_stopping_patience,
-                restore_best_weights=True,
-            )
-        )
+    callbacks = model_lib.early_stopping(config)
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     callbacks.append(progress.TrainingProgress())  # the local run's console; else nothing
