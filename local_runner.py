@@ -82,17 +82,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         f"with the {configs.DEFAULT_TF_SERVING_IMAGE} image in the local Docker engine "
         "(default: %(default)s)",
     )
-    parser.add_argument(
-        "--beam-arg",
-        dest="beam_args",
-        action="append",
-        metavar="FLAG",
-        help="a Beam pipeline option for every Beam component, e.g. "
-        "--beam-arg=--direct_running_mode=multi_processing --beam-arg=--direct_num_workers=2 "
-        "(repeat for more; write it with '=' so the flag's dashes reach Beam). Added after "
-        "the local defaults (--runner=FnApiRunner --direct_running_mode=in_memory "
-        "--direct_num_workers=1 --setup_file=...), and Beam takes a flag's last value, so "
-        "these override them",
+    cli.add_beam_arguments(
+        parser,
+        examples=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+        defaults="the local defaults (--runner=FnApiRunner --direct_running_mode=in_memory "
+        "--direct_num_workers=1 --setup_file=...)",
     )
     parser.add_argument(
         "--verbose",
@@ -101,13 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also stream everything TFX, Beam and TensorFlow log to the console; it always "
         "goes to the run's log file, OUTPUT_ROOT/logs/run-<time>.log",
     )
-    args = parser.parse_args(argv)
-    for flag in args.beam_args or []:
-        if not flag.startswith("--"):
-            parser.error(
-                f"--beam-arg takes a Beam flag such as --direct_num_workers=2, got {flag!r}"
-            )
-    return args
+    return parser.parse_args(argv)
 
 
 def load_ratings(args) -> tuple[str, movielens.Ratings]:
@@ -147,7 +135,7 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
         evaluation=cli.evaluation_from_args(args),
         compare_full_model=args.compare_full_model,
         # The user's flags last: Beam takes the last value of a repeated flag.
-        beam_pipeline_args=configs.local_beam_pipeline_args() + list(args.beam_args or []),
+        beam_pipeline_args=configs.local_beam_pipeline_args() + args.beam_args,
         enable_cache=not args.no_cache,
     )
 

@@ -1,4 +1,4 @@
-"""Command-line flags shared by the runners: which model, and when to bless it.
+"""Command-line flags shared by the runners: which model, when to bless it, and Beam's options.
 
 ``local_runner.py`` and ``kubeflow_v2_runner.py`` take the same model and
 evaluation flags, so a configuration tried on a laptop compiles for Vertex AI
@@ -86,6 +86,40 @@ def add_evaluation_arguments(parser) -> None:
         action="store_true",
         help="also train the same model with full-size tables and evaluate against it, "
         "to see what compression costs per slice (a second Trainer and Evaluator)",
+    )
+
+
+def add_beam_arguments(parser, examples: list[str], defaults: str) -> None:
+    """``--beam-arg FLAG`` (repeatable) into ``args.beam_args``: Beam options that the
+    runner adds after its own, ``defaults`` in the help, so they override them.
+
+    Args:
+      parser: the parser or argument group to add the flag to.
+      examples: Beam flags the help shows, the last one also in the error for a
+        value that is no flag.
+      defaults: what the runner's own Beam flags are, e.g. "the local defaults
+        (--runner=FnApiRunner ...)".
+    """
+
+    def beam_flag(text: str) -> str:
+        # Beam would drop it with no more than a logged warning ("unparseable args").
+        if not text.startswith("--"):
+            raise argparse.ArgumentTypeError(
+                f"takes a Beam flag such as {examples[-1]}, got {text!r}"
+            )
+        return text
+
+    parser.add_argument(
+        "--beam-arg",
+        dest="beam_args",
+        action="append",
+        default=[],
+        type=beam_flag,
+        metavar="FLAG",
+        help="a Beam pipeline option for every Beam component, e.g. "
+        + " ".join(f"--beam-arg={example}" for example in examples)
+        + " (repeat for more; write it with '=' so the flag's dashes reach Beam). Added "
+        f"after {defaults}, and Beam takes a flag's last value, so these override them",
     )
 
 
