@@ -23,9 +23,6 @@ from pipeline import configs
 PLATFORM_VERTEX = "vertex"
 PLATFORM_KUBEFLOW = "kubeflow"
 
-SERVE_FROM_GCS = "gcs"
-SERVE_FROM_VERTEX_ENDPOINT = "vertex-endpoint"
-
 DEFAULT_OUTPUT_FILE = "pipeline.json"
 
 
@@ -89,87 +86,64 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-cache", action="store_true", help="re-run every component even if nothing changed"
     )
 
-    dataflow = parser.add_argument_group(
-        "Dataflow (ExampleGen, StatisticsGen, Transform, Evaluator)"
-    )
-    dataflow.add_argument(
+    # Each step runs in its component's container unless one of these moves it.
+    services = parser.add_argument_group("Google Cloud services")
+    services.add_argument(
         "--dataflow",
         action="store_true",
-        help="run the Beam steps on Dataflow (default: in each component's container)",
+        help="run the Beam steps (ExampleGen, StatisticsGen, Transform, Evaluator) on "
+        "Dataflow (default: in each component's container)",
     )
-    dataflow.add_argument(
-        "--dataflow-temp-location",
-        help="gs:// folder for Dataflow's temporary files (default: OUTPUT_ROOT/tmp)",
-    )
-    dataflow.add_argument(
-        "--dataflow-machine-type",
-        default=cloud.DEFAULT_DATAFLOW_MACHINE_TYPE,
-        help="worker machine type (default: %(default)s)",
-    )
-    dataflow.add_argument(
-        "--dataflow-max-workers",
-        dest="dataflow_max_num_workers",
-        type=int,
-        default=cloud.DEFAULT_DATAFLOW_MAX_WORKERS,
-        help="autoscaling limit (default: %(default)s)",
-    )
-    dataflow.add_argument(
-        "--dataflow-disk-size-gb", type=int, help="worker disk (default: Dataflow's)"
-    )
-    dataflow.add_argument(
-        "--dataflow-service-account",
-        dest="dataflow_service_account_email",
-        help="worker service account (default: the Compute Engine default)",
-    )
-    dataflow.add_argument(
-        "--dataflow-subnetwork",
-        help="e.g. regions/REGION/subnetworks/NAME, for projects without a default network",
-    )
-    dataflow.add_argument(
-        "--dataflow-worker-image",
-        dest="dataflow_sdk_container_image",
-        help="run workers in this image instead of Beam's, which pip-installs this "
-        "package at every worker start (default: Beam's image)",
-    )
-
-    training = parser.add_argument_group("Vertex AI Training")
-    training.add_argument(
+    services.add_argument(
         "--vertex-training",
         action="store_true",
         help="train in a Vertex AI custom job (default: in the Trainer's container)",
     )
-    training.add_argument(
-        "--training-machine-type",
-        default=cloud.DEFAULT_TRAINING_MACHINE_TYPE,
-        help="(default: %(default)s)",
-    )
-    training.add_argument(
-        "--training-accelerator-type", help="e.g. NVIDIA_TESLA_T4 (default: none)"
-    )
-    training.add_argument(
-        "--training-accelerator-count", type=int, default=1, help="(default: %(default)s)"
+    services.add_argument(
+        "--vertex-endpoint",
+        action="store_true",
+        help="deploy blessed models to a Vertex AI Endpoint (default: copy them to "
+        "OUTPUT_ROOT/serving_model/PIPELINE_NAME)",
     )
 
-    serving = parser.add_argument_group("serving")
-    serving.add_argument(
-        "--serving-destination",
-        choices=[SERVE_FROM_GCS, SERVE_FROM_VERTEX_ENDPOINT],
-        default=SERVE_FROM_GCS,
-        help="where blessed models go: a gs:// folder (OUTPUT_ROOT/serving_model/"
-        "PIPELINE_NAME) or a Vertex AI Endpoint (default: %(default)s)",
+    beam = parser.add_argument_group("Beam steps")
+    beam.add_argument(
+        "--dataflow-temp-location",
+        help="gs:// folder for Dataflow's temporary files (default: OUTPUT_ROOT/tmp)",
     )
+    cli.add_beam_arguments(
+        beam,
+        examples=["--worker_machine_type=n2-standard-8", "--max_num_workers=8"],
+        defaults="the Dataflow defaults with --dataflow (--worker_machine_type="
+        f"{cloud.DEFAULT_DATAFLOW_MACHINE_TYPE} --max_num_workers="
+        f"{cloud.DEFAULT_DATAFLOW_MAX_WORKERS} and the rest, see docs/deploy.md), else the "
+        f"in-container ones ({' '.join(cloud.container_beam_pipeline_args())})",
+    )
+
+    _add_setting_flags(
+        parser.add_argument_group("Vertex AI Training"),
+        cloud.vertex_training_config,
+        "training_",
+        {
+            "machine_type": "machine type of the custom job",
+            "accelerator_type": "e.g. NVIDIA_TESLA_T4 (default: none)",
+            "accelerator_count": "how many accelerators of --training-accelerator-type",
+        },
+    )
+
+    serving = parser.add_argument_group("Vertex AI Endpoint")
     serving.add_argument(
         "--endpoint-name", help="Vertex AI Endpoint display name (default: PIPELINE_NAME)"
     )
-    serving.add_argument(
-        "--serving-image",
-        help="prediction container for the endpoint (default: Vertex AI's "
-        f"{cloud.DEFAULT_SERVING_IMAGE_NAME} from the registry nearest REGION)",
-    )
-    serving.add_argument(
-        "--serving-machine-type",
-        default=cloud.DEFAULT_SERVING_MACHINE_TYPE,
-        help="(default: %(default)s)",
+    _add_setting_flags(
+        serving,
+        cloud.vertex_serving_config,
+        "serving_",
+        {
+            "image": "prediction container for the endpoint (default: Vertex AI's "
+            f"{cloud.DEFAULT_SERVING_IMAGE_NAME} from the registry nearest REGION)",
+            "machine_type": "machine type of the endpoint's replicas",
+        },
     )
 
     submit = parser.add_argument_group("submitting")
@@ -193,7 +167,7 @@ def _fill_in_derived_defaults(args: argparse.Namespace, parser: argparse.Argumen
     needs_project = (
         args.dataflow
         or args.vertex_training
-        or args.serving_destination == SERVE_FROM_VERTEX_ENDPOINT
+        or args.vertex_endpoint
         or args.submit
         or not (args.output_root and args.image)
     )
@@ -202,9 +176,7 @@ def _fill_in_derived_defaults(args: argparse.Namespace, parser: argparse.Argumen
     if args.platform == PLATFORM_KUBEFLOW:
         vertex_only = {
             "--vertex-training": args.vertex_training,
-            "--serving-destination=vertex-endpoint": (
-                args.serving_destination == SERVE_FROM_VERTEX_ENDPOINT
-            ),
+            "--vertex-endpoint": args.vertex_endpoint,
             "--submit": args.submit,
         }
         for flag, given in vertex_only.items():
@@ -228,6 +200,23 @@ def _fill_in_derived_defaults(args: argparse.Namespace, parser: argparse.Argumen
             parser.error(f"{flag} must be a gs:// path, got {value!r}")
 
 
+def _add_setting_flags(group, function, prefix: str, helps: dict[str, str]) -> None:
+    """A flag ``--<prefix><name>`` for each parameter ``name`` of ``function`` in ``helps``.
+
+    Each takes the parameter's default and type, so cloud.py alone holds them;
+    ``_called_with_flags`` passes the values back by the same names.
+    """
+    parameters = inspect.signature(function).parameters
+    for name, help_text in helps.items():
+        default = parameters[name].default
+        group.add_argument(
+            "--" + (prefix + name).replace("_", "-"),
+            type=None if default is None else type(default),
+            default=default,
+            help=help_text if default is None else f"{help_text} (default: %(default)s)",
+        )
+
+
 def _called_with_flags(function, args: argparse.Namespace, prefix: str):
     """``function`` called with each parameter taken from the flag ``<prefix><name>``,
     else the flag ``<name>`` (``--project``, ``--region``, ``--image``); parameters
@@ -246,16 +235,18 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     model = cli.model_from_args(args)
 
     if args.dataflow:
-        beam_pipeline_args = _called_with_flags(
-            cloud.dataflow_beam_pipeline_args, args, "dataflow_"
+        beam_pipeline_args = cloud.dataflow_beam_pipeline_args(
+            project=args.project, region=args.region, temp_location=args.dataflow_temp_location
         )
     else:
         beam_pipeline_args = cloud.container_beam_pipeline_args()
+    # The user's flags last: Beam takes the last value of a repeated flag.
+    beam_pipeline_args += args.beam_args
     vertex_training = None
     if args.vertex_training:
         vertex_training = _called_with_flags(cloud.vertex_training_config, args, "training_")
     vertex_serving = None
-    if args.serving_destination == SERVE_FROM_VERTEX_ENDPOINT:
+    if args.vertex_endpoint:
         vertex_serving = _called_with_flags(cloud.vertex_serving_config, args, "serving_")
 
     return configs.PipelineConfig(

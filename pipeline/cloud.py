@@ -62,12 +62,12 @@ def dataflow_beam_pipeline_args(
     setup_file: str = CONTAINER_SETUP_FILE,
     machine_type: str = DEFAULT_DATAFLOW_MACHINE_TYPE,
     max_num_workers: int = DEFAULT_DATAFLOW_MAX_WORKERS,
-    disk_size_gb: int | None = None,
-    service_account_email: str | None = None,
-    subnetwork: str | None = None,
-    sdk_container_image: str | None = None,
 ) -> list[str]:
     """Beam flags that run ExampleGen, StatisticsGen, Transform and Evaluator on Dataflow.
+
+    Only what every Dataflow run needs; any other Dataflow option (disk size,
+    service account, subnetwork, worker image) is a Beam flag the runner's
+    ``--beam-arg`` appends after these.
 
     Args:
       project: GCP project the Dataflow jobs run in.
@@ -79,14 +79,6 @@ def dataflow_beam_pipeline_args(
         ``components.preprocessing`` and the other modules by path.
       machine_type: Compute Engine machine type of the workers.
       max_num_workers: upper bound for throughput-based autoscaling.
-      disk_size_gb: boot disk per worker; Dataflow's default when None.
-      service_account_email: worker service account; the project's Compute
-        Engine default when None.
-      subnetwork: for VPCs without a ``default`` network, e.g.
-        ``regions/us-central1/subnetworks/my-subnet``.
-      sdk_container_image: run workers in this image (e.g. the pipeline image)
-        instead of Beam's default image plus a pip install of this package
-        at every worker start. Needs an image whose Beam SDK version matches.
 
     Returns:
       A list of ``--flag=value`` strings for ``PipelineConfig.beam_pipeline_args``.
@@ -97,7 +89,7 @@ def dataflow_beam_pipeline_args(
         raise ValueError("Dataflow needs a GCP project")
     if max_num_workers < 1:
         raise ValueError(f"max_num_workers must be at least 1, got {max_num_workers}")
-    args = [
+    return [
         "--runner=DataflowRunner",
         f"--project={project}",
         f"--region={region}",
@@ -107,15 +99,6 @@ def dataflow_beam_pipeline_args(
         "--autoscaling_algorithm=THROUGHPUT_BASED",
         f"--max_num_workers={max_num_workers}",
     ]
-    if disk_size_gb:
-        args.append(f"--disk_size_gb={disk_size_gb}")
-    if service_account_email:
-        args.append(f"--service_account_email={service_account_email}")
-    if subnetwork:
-        args.append(f"--subnetwork={subnetwork}")
-    if sdk_container_image:
-        args.append(f"--sdk_container_image={sdk_container_image}")
-    return args
 
 
 def vertex_training_config(
@@ -124,7 +107,7 @@ def vertex_training_config(
     image: str,
     machine_type: str = DEFAULT_TRAINING_MACHINE_TYPE,
     accelerator_type: str | None = None,
-    accelerator_count: int = 0,
+    accelerator_count: int = 1,
 ) -> dict[str, Any]:
     """``custom_config`` entries that make the Trainer run as a Vertex AI custom job.
 
@@ -179,7 +162,7 @@ def vertex_serving_config(
     project: str,
     region: str,
     endpoint_name: str,
-    serving_image: str | None = None,
+    image: str | None = None,
     machine_type: str = DEFAULT_SERVING_MACHINE_TYPE,
     min_replica_count: int = 1,
     max_replica_count: int = 1,
@@ -193,7 +176,7 @@ def vertex_serving_config(
       project: GCP project of the endpoint.
       region: Vertex AI region of the endpoint.
       endpoint_name: display name of the endpoint.
-      serving_image: prediction container; Vertex's TensorFlow image when None.
+      image: prediction container; Vertex's TensorFlow image when None.
       machine_type: machine type of the serving replicas.
       min_replica_count, max_replica_count: autoscaling bounds of the replicas.
 
@@ -204,7 +187,7 @@ def vertex_serving_config(
     return {
         ai_platform.ENABLE_VERTEX_KEY: True,
         ai_platform.VERTEX_REGION_KEY: region,
-        ai_platform.VERTEX_CONTAINER_IMAGE_URI_KEY: serving_image or default_serving_image(region),
+        ai_platform.VERTEX_CONTAINER_IMAGE_URI_KEY: image or default_serving_image(region),
         ai_platform.SERVING_ARGS_KEY: {
             "project_id": project,
             "endpoint_name": endpoint_name,

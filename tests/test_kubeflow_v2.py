@@ -31,21 +31,19 @@ REGION = "europe-west4"
 IMAGE = f"{REGION}-docker.pkg.dev/{PROJECT}/memrec/pipeline:test"
 OUTPUT_ROOT = "gs://test-bucket/memrec"
 
-# Settings of the Dataflow run; the expected flags are built from the same
-# values, so a flag the runner drops or alters fails the comparison.
-DATAFLOW_FLAGS = [
-    "--dataflow",
-    "--dataflow-machine-type=n2-standard-8",
-    "--dataflow-max-workers=7",
-    "--dataflow-service-account=beam@test-project.iam.gserviceaccount.com",
+# Settings of the Dataflow run: the user's Beam flags follow the defaults
+# unchanged, so a flag the runner drops, alters or reorders fails the comparison.
+USER_BEAM_ARGS = [
+    "--worker_machine_type=n2-standard-8",
+    "--max_num_workers=7",
+    "--service_account_email=beam@test-project.iam.gserviceaccount.com",
 ]
-EXPECTED_DATAFLOW_ARGS = cloud.dataflow_beam_pipeline_args(
-    project=PROJECT,
-    region=REGION,
-    temp_location=f"{OUTPUT_ROOT}/tmp",
-    machine_type="n2-standard-8",
-    max_num_workers=7,
-    service_account_email="beam@test-project.iam.gserviceaccount.com",
+DATAFLOW_FLAGS = ["--dataflow", *(f"--beam-arg={flag}" for flag in USER_BEAM_ARGS)]
+EXPECTED_DATAFLOW_ARGS = (
+    cloud.dataflow_beam_pipeline_args(
+        project=PROJECT, region=REGION, temp_location=f"{OUTPUT_ROOT}/tmp"
+    )
+    + USER_BEAM_ARGS
 )
 
 # The components that run Beam, per the issue: these get the Dataflow flags.
@@ -155,7 +153,7 @@ def cloud_spec(tmp_path_factory, network_attempts):
         *DATAFLOW_FLAGS,
         "--vertex-training",
         "--training-accelerator-type=NVIDIA_TESLA_T4",
-        "--serving-destination=vertex-endpoint",
+        "--vertex-endpoint",
         "--endpoint-name=memrec-endpoint",
     )
 
@@ -326,29 +324,63 @@ def test_the_beam_components_are_the_ones_expected():
     assert beam_components == BEAM_COMPONENTS
 
 
+def _built_beam_args(*flags):
+    return kubeflow_v2_runner.build_config(
+        kubeflow_v2_runner.parse_args(_runner_argv(*flags))
+    ).beam_pipeline_args
+
+
 def test_dataflow_args_built_from_the_runner_flags():
-    config = kubeflow_v2_runner.build_config(
-        kubeflow_v2_runner.parse_args(_runner_argv(*DATAFLOW_FLAGS))
-    )
-    assert config.beam_pipeline_args == EXPECTED_DATAFLOW_ARGS
-    assert "--runner=DataflowRunner" in config.beam_pipeline_args
-    assert "--autoscaling_algorithm=THROUGHPUT_BASED" in config.beam_pipeline_args
+    assert _built_beam_args(*DATAFLOW_FLAGS) == EXPECTED_DATAFLOW_ARGS
+    assert "--runner=DataflowRunner" in EXPECTED_DATAFLOW_ARGS
+    assert "--autoscaling_algorithm=THROUGHPUT_BASED" in EXPECTED_DATAFLOW_ARGS
+
+
+def test_beam_args_follow_the_dataflow_defaults_and_override_them():
+    from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+
+    defaults = cloud.dataflow_beam_pipeline_args(PROJECT, REGION, f"{OUTPUT_ROOT}/tmp")
+    # --machine_type is Beam's other name for --worker_machine_type (one dest).
+    user = ["--max_num_workers=7", "--machine_type=n2-standard-8", "--disk_size_gb=50"]
+    args = _built_beam_args("--dataflow", *(f"--beam-arg={flag}" for flag in user))
+    assert args == defaults + user
+    # What the Dataflow job is built from: the last value wins.
+    workers = pipeline_options.PipelineOptions(args).view_as(pipeline_options.WorkerOptions)
+    assert workers.max_num_workers == 7
+    assert workers.machine_type == "n2-standard-8"
+    assert workers.disk_size_gb == 50
+    assert f"--max_num_workers={cloud.DEFAULT_DATAFLOW_MAX_WORKERS}" in defaults
+
+
+def test_beam_args_follow_the_container_defaults_too():
+    args = _built_beam_args("--beam-arg=--direct_num_workers=2")
+    assert args == cloud.container_beam_pipeline_args() + ["--direct_num_workers=2"]
+
+
+def test_a_beam_arg_that_is_no_flag_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_v2_runner.parse_args(_runner_argv("--beam-arg", "max_num_workers=7"))
+    assert exit_info.value.code == 2
+    assert "--beam-arg: takes a Beam flag" in capsys.readouterr().err
 
 
 def test_dataflow_args_mean_to_beam_what_they_say():
     from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
     from tfx.utils import dependency_utils  # pylint: disable=g-import-not-at-top
 
+    # With the --beam-arg flags docs/deploy.md shows, so their names are checked too.
     args = cloud.dataflow_beam_pipeline_args(
         project=PROJECT,
         region=REGION,
         temp_location="gs://test-bucket/tmp",
         machine_type="n2-highmem-4",
         max_num_workers=12,
-        disk_size_gb=100,
-        subnetwork="regions/europe-west4/subnetworks/beam",
-        sdk_container_image=IMAGE,
-    )
+    ) + [
+        "--disk_size_gb=100",
+        "--service_account_email=beam@test-project.iam.gserviceaccount.com",
+        "--subnetwork=regions/europe-west4/subnetworks/beam",
+        f"--sdk_container_image={IMAGE}",
+    ]
     options = pipeline_options.PipelineOptions(args)
     # Every flag is one Beam knows (unknown ones would only be kept here).
     assert options.get_all_options(drop_default=True) == options.get_all_options(
@@ -368,6 +400,7 @@ def test_dataflow_args_mean_to_beam_what_they_say():
     assert workers.autoscaling_algorithm == "THROUGHPUT_BASED"
     assert workers.max_num_workers == 12
     assert workers.disk_size_gb == 100
+    assert gcp.service_account_email == "beam@test-project.iam.gserviceaccount.com"
     assert workers.subnetwork == "regions/europe-west4/subnetworks/beam"
     assert workers.sdk_container_image == IMAGE
     assert options.view_as(pipeline_options.SetupOptions).setup_file == "/pipeline/setup.py"
@@ -402,15 +435,22 @@ def test_stock_trainer_and_the_atomic_pusher_by_default(container_spec):
     assert f"{OUTPUT_ROOT}/serving_model/{configs.PIPELINE_NAME}" in json.dumps(push_destination)
 
 
-def test_trainer_runs_as_a_vertex_job_in_the_pipeline_image(cloud_spec):
+def _vertex_custom_config(job, task_name):
+    """TFX's Vertex AI extension and the task's custom_config, checked to run the
+    extension's executor on Vertex AI in the runner's region."""
     from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
 
     ai_platform = tfx.extensions.google_cloud_ai_platform
-    _, job = cloud_spec
-    assert _executor_class(job, "Trainer").startswith("tfx.extensions.google_cloud_ai_platform.")
-    custom_config = _custom_config(job, "Trainer")
+    assert _executor_class(job, task_name).startswith("tfx.extensions.google_cloud_ai_platform.")
+    custom_config = _custom_config(job, task_name)
     assert custom_config[ai_platform.ENABLE_VERTEX_KEY] is True
     assert custom_config[ai_platform.VERTEX_REGION_KEY] == REGION
+    return ai_platform, custom_config
+
+
+def test_trainer_runs_as_a_vertex_job_in_the_pipeline_image(cloud_spec):
+    _, job = cloud_spec
+    ai_platform, custom_config = _vertex_custom_config(job, "Trainer")
     training_args = custom_config[ai_platform.TRAINING_ARGS_KEY]
     assert training_args["project"] == PROJECT
     (worker_pool,) = training_args["worker_pool_specs"]
@@ -425,14 +465,8 @@ def test_trainer_runs_as_a_vertex_job_in_the_pipeline_image(cloud_spec):
 
 
 def test_pusher_deploys_to_a_vertex_endpoint(cloud_spec):
-    from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-
-    ai_platform = tfx.extensions.google_cloud_ai_platform
     _, job = cloud_spec
-    assert _executor_class(job, "Pusher").startswith("tfx.extensions.google_cloud_ai_platform.")
-    custom_config = _custom_config(job, "Pusher")
-    assert custom_config[ai_platform.ENABLE_VERTEX_KEY] is True
-    assert custom_config[ai_platform.VERTEX_REGION_KEY] == REGION
+    ai_platform, custom_config = _vertex_custom_config(job, "Pusher")
     assert custom_config[ai_platform.VERTEX_CONTAINER_IMAGE_URI_KEY].startswith(
         "europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu."
     )
@@ -554,6 +588,39 @@ def test_runner_rejects_settings_that_cannot_run_on_google_cloud(argv, monkeypat
     assert exit_info.value.code == 2
 
 
+def test_vertex_setting_flags_take_cloud_defaults_and_reach_the_config():
+    from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+
+    ai_platform = tfx.extensions.google_cloud_ai_platform
+    args = kubeflow_v2_runner.parse_args(_runner_argv())
+    assert args.training_machine_type == cloud.DEFAULT_TRAINING_MACHINE_TYPE
+    assert args.training_accelerator_type is None
+    assert args.serving_machine_type == cloud.DEFAULT_SERVING_MACHINE_TYPE
+    assert args.serving_image is None
+
+    config = kubeflow_v2_runner.build_config(
+        kubeflow_v2_runner.parse_args(
+            _runner_argv(
+                "--vertex-training",
+                "--training-accelerator-type=NVIDIA_L4",
+                "--training-accelerator-count=2",
+                "--vertex-endpoint",
+                "--serving-image=gcr.io/p/serving:1",
+                "--serving-machine-type=n1-standard-2",
+            )
+        )
+    )
+    (worker_pool,) = config.vertex_training[ai_platform.TRAINING_ARGS_KEY]["worker_pool_specs"]
+    assert worker_pool["machine_spec"] == {
+        "machine_type": cloud.DEFAULT_TRAINING_MACHINE_TYPE,
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 2,
+    }
+    serving = config.vertex_serving
+    assert serving[ai_platform.VERTEX_CONTAINER_IMAGE_URI_KEY] == "gcr.io/p/serving:1"
+    assert serving[ai_platform.SERVING_ARGS_KEY]["machine_type"] == "n1-standard-2"
+
+
 def test_runner_help_is_quick_and_documents_the_settings():
     result = subprocess.run(
         [sys.executable, "kubeflow_v2_runner.py", "--help"],
@@ -565,7 +632,8 @@ def test_runner_help_is_quick_and_documents_the_settings():
     )
     for flag in ["--project", "--region", "--output-root", "--data-root", "--image", "--dataflow"]:
         assert flag in result.stdout
-    assert "--serving-destination" in result.stdout and "--submit" in result.stdout
+    assert "--vertex-endpoint" in result.stdout and "--submit" in result.stdout
+    assert "--beam-arg" in result.stdout
 
 
 # --- Docker build context ----------------------------------------------------------------
@@ -721,8 +789,9 @@ def test_the_vertex_spec_keeps_its_baseline_and_is_guarded_by_the_serving_check(
     assert configs.SERVING_CHECK_ID in _task_upstreams(tasks["Pusher"])
 
 
-def test_kubeflow_refuses_vertex_only_flags(capsys):
+@pytest.mark.parametrize("flag", ["--vertex-training", "--vertex-endpoint", "--submit"])
+def test_kubeflow_refuses_vertex_only_flags(flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        kubeflow_v2_runner.parse_args(_runner_argv("--platform=kubeflow", "--vertex-training"))
+        kubeflow_v2_runner.parse_args(_runner_argv("--platform=kubeflow", flag))
     assert exit_info.value.code == 2
-    assert "--vertex-training needs --platform=vertex" in capsys.readouterr().err
+    assert f"{flag} needs --platform=vertex" in capsys.readouterr().err
