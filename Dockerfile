@@ -5,7 +5,7 @@
 #
 # The Beam SDK version this image runs: apache-beam's pin in constraints.txt
 # (tests/test_packaging.py fails when they differ). Dataflow workers started in
-# this image (--dataflow-worker-image) run Beam's worker boot program, which
+# this image (--beam-arg=--sdk_container_image=IMAGE) run Beam's worker boot program, which
 # must come from the same Beam release as the SDK that pip installs below; the
 # tensorflow/tfx base image carries an older release's.
 ARG BEAM_VERSION=2.74.0
