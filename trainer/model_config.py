@@ -84,12 +84,13 @@ class ModelConfig:
         epsilon temper that.
       early_stopping_patience: epochs without eval improvement before stopping
         (best weights restored); 0 trains all ``epochs``.
-      input_in_memory: read each split once into memory and draw every
+      input_in_memory: true reads each split once into memory and draws every
         epoch's batches from a fresh permutation of its rows (about 20 bytes a
-        rating: 400 MB for 20M ratings). False streams the TFRecords every
-        epoch through a ``shuffle_buffer``-row shuffle instead, for splits
-        that do not fit in memory; decoding them each epoch is most of the
-        Trainer's time on small data.
+        rating). false streams the TFRecords every epoch through a
+        ``shuffle_buffer``-row shuffle instead, for splits that do not fit in
+        memory; decoding them each epoch is most of the Trainer's time on
+        small data. null (the default) decides from the splits' size and the
+        memory available (``trainer.input_plan``), and logs the plan.
       shuffle_buffer: rows shuffled together when streaming the train split.
       seed: seeds Keras, TF and the input shuffle.
     """
@@ -117,7 +118,7 @@ class ModelConfig:
     batch_size: int = 128
     epochs: int = 3
     early_stopping_patience: int = 0
-    input_in_memory: bool = True
+    input_in_memory: bool | None = None
     shuffle_buffer: int = 100_000
     seed: int = 42
 
@@ -169,8 +170,10 @@ class ModelConfig:
         if not isinstance(self.name, str) or not self.name:
             fail("name", "a non-empty string")
         integer("embedding_dim", 1)
-        for name in ("use_biases", "init_at_mean_rating", "input_in_memory"):
+        for name in ("use_biases", "init_at_mean_rating"):
             boolean(name)
+        if not (self.input_in_memory is None or isinstance(self.input_in_memory, bool)):
+            fail("input_in_memory", "true, false or null (decide from the data's size)")
         for name in ("l2", "l2_per_id", "bias_l2_per_id", "weight_decay"):
             number(name, 0)
         number("bias_l2", 0, optional=True)

@@ -30,6 +30,11 @@ def test_every_preset_is_valid_and_round_trips_through_json():
         ({"l2": float("nan")}, "l2", "l2 must be a number >= 0, got NaN"),
         ({"bias_l2": "x"}, "bias_l2", 'bias_l2 must be a number >= 0 or null, got "x"'),
         ({"use_biases": 1}, "use_biases", "use_biases must be true or false, got 1"),
+        (
+            {"input_in_memory": "auto"},
+            "input_in_memory",
+            "input_in_memory must be true, false or null",
+        ),
         ({"adam_beta_2": 1.0}, "adam_beta_2", "adam_beta_2 must be a number in [0, 1), got 1.0"),
         ({"adam_epsilon": 0}, "adam_epsilon", "adam_epsilon must be a number > 0"),
         ({"early_stopping_patience": -1}, "early_stopping_patience", ">= 0, got -1"),

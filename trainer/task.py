@@ -23,6 +23,7 @@ from tfx_bsl.public import tfxio
 from components import features
 from trainer import embeddings
 from trainer import export
+from trainer import input_plan
 from trainer import model as model_lib
 from trainer import progress
 from trainer import transform_graph
@@ -180,7 +181,9 @@ def read_training_data(
     tf_transform_output: tft.TFTransformOutput,
 ) -> TrainingData:
     reader = RawExampleReader.create(data_accessor, tf_transform_output)
-    if config.input_in_memory:
+    plan = input_plan.plan(config.input_in_memory, train_files + eval_files)
+    logging.info("%s", plan.describe())
+    if plan.in_memory:
         train_inputs, train_labels = load_split(reader, train_files)
         eval_inputs, eval_labels = load_split(reader, eval_files)
         logging.info(
