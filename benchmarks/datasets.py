@@ -96,6 +96,9 @@ CALIBRATION_SETS = ("synthetic-100k-flat",) + tuple(
     f"synthetic-100k-decay-{d:g}" for d in (0.25, 0.5, 0.75, 1, 1.5, 2)
 )
 
+# The extreme-compression group's large sets (benchmarks.quality --group extreme).
+EXTREME_SETS = ("synthetic-signal", "synthetic-wide")
+
 # name -> how its ratings are made
 DATASETS: dict[str, Callable[[], movielens.Ratings]] = {
     "ml-100k": _movielens_100k,
@@ -104,6 +107,14 @@ DATASETS: dict[str, Callable[[], movielens.Ratings]] = {
     # a handful of ratings, as in a real log of that many users.
     "synthetic-large": lambda: synthetic.generate_ratings(
         500_000, 50_000, 3_000_000, min_ratings_per_user=1
+    ),
+    # Large vocabularies whose ids carry signal (20 ratings per user on
+    # average, 10 at least), and a wide one of 1M users, most with a handful.
+    "synthetic-signal": lambda: synthetic.generate_ratings(
+        100_000, 20_000, 2_000_000, min_ratings_per_user=10
+    ),
+    "synthetic-wide": lambda: synthetic.generate_ratings(
+        1_000_000, 20_000, 3_000_000, min_ratings_per_user=1
     ),
     "synthetic-100k-flat": _ml_100k_shaped(spectrum_decay=0.0, latent_dim=10),
     **{

@@ -60,6 +60,60 @@ def test_at_budget_scales_every_compression_of_a_preset():
     assert spec["compression"] == 4.0  # the preset's own spec is left alone
 
 
+class _Data:
+    """The vocabularies of a data set, all ``extreme_entries`` reads."""
+
+    name = "zipf"
+    user_counts = USERS
+    movie_counts = MOVIES
+
+
+def test_at_budget_counts_every_id_indexed_parameter():
+    preset = quality.model_config.preset("qr_16x")
+    ids = len(USERS) + len(MOVIES) + 2
+    for budget in (8, 16, 64, 256):
+        config = quality.at_budget(preset, budget, USERS, MOVIES)
+        assert quality.id_params(config, USERS, MOVIES) <= ids * 65 / budget
+    # Past 32x the biases are compressed; at 8x they stay full.
+    assert quality.at_budget(preset, 8, USERS, MOVIES).user_bias == {"type": "full"}
+    assert quality.at_budget(preset, 64, USERS, MOVIES).user_bias["type"] != "full"
+    # The legacy accounting (issue #4) counts the embeddings alone.
+    assert quality.at_embedding_budget(preset, 32).user_embedding["compression"] == 8
+    assert quality.at_budget(quality.model_config.preset("md_16x"), 64, USERS, MOVIES) is None
+
+
+def test_extreme_rows_keep_their_budget_and_compare_with_hashing():
+    rows = quality.extreme_entries(_Data)
+    assert [e.config for e in rows[:2]] == ["baseline", "biases_only"]
+    ids = len(USERS) + len(MOVIES) + 2
+    fitted = [e for e in rows[2:] if e.model is not None]
+    assert {e.budget for e in fitted} == set(quality.EXTREME_BUDGETS)
+    for entry in fitted:
+        assert quality.id_params(entry.model, USERS, MOVIES) <= ids * 65 / entry.budget
+        expected = None if entry.technique == "hash" else f"hash_{entry.budget}x"
+        assert entry.versus == expected, entry.config
+    # One dim per id is as narrow as a plain table gets: it fits 64x, not 128x.
+    names = {e.config for e in fitted}
+    assert "uniform_64x" in names and "uniform_128x" not in names
+    assert "hash_1024x" in names
+
+
+def test_bias_rows_share_their_tables_and_budget():
+    rows = quality.bias_entries(_Data)
+    assert [e.config for e in rows] == [
+        "biases_full",
+        "no_biases",
+        "biases_qr",
+        "biases_hash",
+        "biases_head",
+    ]
+    tables = {(e.model.user_embedding["compression"], e.model.embedding_dim) for e in rows}
+    assert len(tables) == 1
+    ids = len(USERS) + len(MOVIES) + 2
+    for entry in rows[1:]:
+        assert quality.id_params(entry.model, USERS, MOVIES) <= ids * 65 / 64
+
+
 def test_ablation_ladder_compares_with_the_row_before_the_rest_with_their_reference():
     rows = ablation.entries()
     groups = {}
@@ -105,7 +159,8 @@ def test_a_quality_run_writes_its_rows_and_machine(tiny, tmp_path):
     )
     assert uniform["seeds"] == 2 and 1 <= uniform["best_epoch"] <= 3
     assert 0.5 < uniform["val_rmse"] < 2 and uniform["model"]["epochs"] == 3
-    assert uniform["compression"] == pytest.approx(16, rel=0.01)
+    # 4-d tables and full biases: 5 of the reference's 65 parameters per id.
+    assert uniform["compression"] == pytest.approx(65 / 5, rel=0.01)
 
 
 def test_a_sparsity_run_scores_each_activity_bucket(tiny, tmp_path):

@@ -1,5 +1,7 @@
 """The memory report: every table of every feature, its parameters and fp32
-bytes, and the ratio to a full ``input_dim x output_dim`` table."""
+bytes, and the ratio to a full ``input_dim x output_dim`` table; and the
+id-indexed total (``id_indexed_total``): tables and per-id biases against full
+64-d tables plus full biases, the measure a memory budget counts in."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -68,3 +70,21 @@ def embedding_memory_report(layers: Mapping[str, Any], output_dim: int) -> dict[
         total_params += params
         total_full += full
     return {"features": features, "total": _sizes(total_params, total_full)}
+
+
+def id_indexed_total(report: Mapping[str, Any], reference_dim: int = 64) -> dict[str, Any]:
+    """Every id-indexed parameter of a memory report, its tables plus its per-id
+    biases (the report's ``"biases"`` section, when it has one), against full
+    ``reference_dim``-wide tables plus full biases over the same ids.
+
+    The reference always holds full biases, so a model without them (or with
+    them compressed) is credited for their memory, as a budget counts it.
+    Returns ``{"params", "bytes", "full_params", "full_bytes", "ratio_to_full",
+    "compression"}``.
+    """
+    params = int(report["total"]["params"])
+    biases = report.get("biases")
+    if biases:
+        params += int(biases["total"]["params"])
+    ids = sum(int(feature["input_dim"]) for feature in report["features"].values())
+    return _sizes(params, ids * (int(reference_dim) + 1))

@@ -7,6 +7,7 @@ import pytest
 
 from trainer.embeddings import build_embedding
 from trainer.embeddings import embedding_memory_report
+from trainer.embeddings.memory import id_indexed_total
 
 
 def three_features():
@@ -53,3 +54,20 @@ def test_a_table_the_vocabulary_changed_lists_its_adaptations():
     layer = build_embedding({"type": "md", "blocks": 3}, [7], 1, 4, "f")
     entry = embedding_memory_report({"f": layer}, 4)["features"]["f"]
     assert entry["adaptations"] == ["3 MD blocks asked for, but the vocabulary has 1 id: 1 block"]
+
+
+def test_the_id_indexed_total_adds_the_biases_and_counts_against_full_biases():
+    layers = three_features()
+    for layer in layers.values():
+        layer.build((None,))
+    report = embedding_memory_report(layers, 8)
+    tables = report["total"]["params"]
+    alone = id_indexed_total(report, reference_dim=8)
+    assert alone["params"] == tables and alone["full_params"] == 3 * 401 * 9
+    hashed = build_embedding({"type": "hash", "num_buckets": 10}, [5] * 400, 1, 1, "b")
+    hashed.build((None,))
+    report["biases"] = embedding_memory_report({"user": hashed}, 1)
+    total = id_indexed_total(report, reference_dim=8)
+    assert total["params"] == tables + 10
+    assert total["bytes"] == 4 * total["params"]
+    assert total["compression"] == pytest.approx(3 * 401 * 9 / (tables + 10))

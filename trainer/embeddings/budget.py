@@ -1,0 +1,285 @@
+"""Memory budgets for every id-indexed table: the embeddings and the per-id biases.
+
+A budget is a ratio (``64x``) or a size (``20MB``). A ratio counts against the
+reference model's id-indexed memory: full ``REFERENCE_DIM``-wide tables plus
+full (one scalar per id) biases, on both sides; a size counts fp32 bytes. So
+``64x`` allows ``sum(input_dim) * (64 + 1) / 64`` parameters, which full
+biases alone (``sum(input_dim)``) nearly fill: past 32x the biases are
+compressed too (``bias_spec``).
+
+``fit`` turns one technique's spec into specs that keep a budget: each side
+gets a share of the budget in proportion to its ids, its biases take their
+share of that (``BIAS_SHARE``), and the embedding spec's knob gets the rest;
+where a technique's smallest table at the model's width does not fit, the
+width narrows. Nothing here imports Keras: sizes come from the specs'
+``resolve`` (``trainer.embeddings.build_tables``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from trainer.embeddings.memory import BYTES_PER_PARAM
+from trainer.embeddings.qr import integer_root_ceil
+from trainer.embeddings.spec import Vocabulary
+
+REFERENCE_DIM = 64
+# Past this ratio full biases would take more than half of a side's share.
+FULL_BIASES_UP_TO = 32
+# The share of a side's budget its compressed biases get (the rest: embeddings).
+BIAS_SHARE = 0.25
+
+_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(x|[kmg]i?b|b)?\s*$", re.I)
+
+
+class BudgetError(ValueError):
+    """A budget that is not a ratio > 1 or a positive size; one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """``ratio`` times fewer id-indexed parameters than the reference, or ``bytes`` of fp32."""
+
+    ratio: float | None = None
+    bytes: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """``"64x"`` (a ratio >= 1) or ``"20MB"``, ``"512KiB"``, ``"1000000"`` (bytes)."""
+        match = _BUDGET.match(str(text))
+        if not match:
+            raise BudgetError(
+                f"expected a ratio such as 64x or a size such as 20MB or 512KiB, got {text!r}"
+            )
+        value, unit = float(match[1]), (match[2] or "b").lower()
+        if unit == "x":
+            if value < 1:
+                raise BudgetError(f"a ratio must be at least 1x, got {text!r}")
+            return cls(ratio=value)
+        size = int(value * _UNITS[unit])
+        if size < BYTES_PER_PARAM:
+            raise BudgetError(f"a size must hold at least one fp32 parameter, got {text!r}")
+        return cls(bytes=size)
+
+    def params(self, input_dims: Mapping[str, int]) -> int:
+        """The most id-indexed parameters allowed over tables of ``input_dims`` ids."""
+        if self.ratio is not None:
+            return math.floor(reference_params(input_dims) / self.ratio)
+        return self.bytes // BYTES_PER_PARAM
+
+    def ratio_for(self, input_dims: Mapping[str, int]) -> float:
+        """The budget as a ratio to the reference."""
+        if self.ratio is not None:
+            return self.ratio
+        return reference_params(input_dims) / self.params(input_dims)
+
+    def __str__(self) -> str:
+        if self.ratio is not None:
+            return f"{self.ratio:g}x"
+        return f"{self.bytes:,} bytes"
+
+
+def reference_params(input_dims: Mapping[str, int]) -> int:
+    """Full ``REFERENCE_DIM``-wide tables plus full biases over ``input_dims`` ids."""
+    return sum(int(n) for n in input_dims.values()) * (REFERENCE_DIM + 1)
+
+
+def qr_add_buckets(n: int, allowed: int) -> int | None:
+    """The largest base m whose one-wide QR "add" table (``m + ceil(n / m)`` rows)
+    fits ``allowed`` parameters, or None when none does."""
+    low = max(2, integer_root_ceil(n, 2))
+    if low >= n or low + -(-n // low) > allowed:
+        return None
+    # m + n/m grows with m above sqrt(n): solve m + n/m = allowed, then step down.
+    m = min(n - 1, int((allowed + math.sqrt(max(allowed * allowed - 4 * n, 0))) / 2))
+    while m > low and m + -(-n // m) > allowed:
+        m -= 1
+    return m
+
+
+def _head_qr_bias(n: int, vocab_size: int, allowed: int) -> dict[str, Any] | None:
+    """Own biases for the most rated ids, a QR "add" table for the rest."""
+    head = allowed
+    while head > 0:
+        tail = n - head
+        m = max(2, integer_root_ceil(tail, 2))
+        if head + m + -(-tail // m) <= allowed and head < vocab_size and m < tail:
+            return {
+                "type": "md",
+                "block_sizes": [head, vocab_size - head],
+                "dims": [1, 1],
+                "projection": "nested",
+                "tail_qr": {"operation": "add"},
+            }
+        head -= 1
+    return None
+
+
+def bias_spec(
+    n: int, allowed: int, technique: str = "qr", vocab_size: int | None = None
+) -> dict[str, Any] | None:
+    """A one-wide table for the biases of ``n`` ids within ``allowed`` parameters.
+
+    Full when it fits; else quotient-remainder "add", ``b(id % m) + b(id // m)``,
+    with the largest m that fits: ids are frequency ranks, so the m most
+    rated ids keep a row of their own and the quotient rows are bands of
+    neighbouring ranks, which share a popularity (benchmarks/results/
+    bias_compression.md compares it with hashing and a full head). Too few
+    parameters for two QR tables: hashed into what there is; none: None.
+    """
+    if allowed >= n:
+        return {"type": "full"}
+    if technique == "head" and vocab_size:
+        spec = _head_qr_bias(n, vocab_size, allowed)
+        if spec is not None:
+            return spec
+    m = qr_add_buckets(n, allowed) if technique != "hash" else None
+    if m is not None:
+        return {"type": "qr", "operation": "add", "num_buckets": m}
+    if allowed >= 1:
+        return {"type": "hash", "num_buckets": int(allowed)}
+    return None
+
+
+def _set_knob(spec: Mapping[str, Any], n: int, dim: int, allowed: int) -> dict[str, Any]:
+    """``spec`` sized to ``allowed`` parameters at width ``dim`` (its "compression")."""
+    spec = dict(spec)
+    if spec["type"] == "full":
+        return spec
+    if spec["type"] == "md" and "dims" in spec and isinstance(spec.get("tail_qr"), dict):
+        # A head of plain rows and a QR tail, each given half of the parameters.
+        head = min(0.5, allowed / 2 / (dim * n))
+        tail_rows = (1 - head) * n
+        tail_ratio = tail_rows * dim / max(allowed - head * n * dim, 1)
+        spec.update(block_fractions=[head, 1 - head], dims=[dim, dim])
+        spec["tail_qr"] = {**spec["tail_qr"], "compression": max(tail_ratio, 1.0 + 1e-9)}
+        spec.pop("blocks", None)
+        return spec
+    ratio = max(n * dim / max(allowed, 1), 1.0 + 1e-9)
+    if "compression" in spec or spec["type"] in ("hash", "qr", "md"):
+        spec.pop("num_buckets", None)
+        spec.pop("param_budget", None)
+        spec["compression"] = ratio
+    return spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """Specs that keep a budget, and their sizes (``None`` specs: no biases)."""
+
+    embedding_dim: int
+    embeddings: dict[str, dict[str, Any]]
+    biases: dict[str, dict[str, Any] | None]
+    params: dict[str, int]  # per table name, biases as "<name>_bias"
+    limit: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.params.values())
+
+
+def _resolve(specs, vocabularies, dim) -> dict[str, int] | None:
+    from trainer.embeddings import build_tables
+
+    try:
+        tables = build_tables(specs, vocabularies, dim)
+    except ValueError:
+        return None
+    return {name: int(table.params) for name, table in tables.items()}
+
+
+def fit(
+    spec: Mapping[str, Any],
+    vocabularies: Mapping[str, Vocabulary],
+    limit: int,
+    embedding_dim: int,
+    bias_share: float = BIAS_SHARE,
+    biases: bool = True,
+    bias_technique: str = "qr",
+) -> Fitted | None:
+    """``spec`` (one technique, the same for every table) sized so that the
+    tables of ``vocabularies`` and their biases hold at most ``limit``
+    parameters, at the widest width up to ``embedding_dim`` that fits.
+
+    Each table's share of ``limit`` follows its ids. Its biases are full
+    when they take no more than half of it, else get ``bias_share`` of it
+    (``bias_spec``); the embedding gets the rest. A ``full`` spec is a
+    uniform table: its width is what the rest allows, and then the biases
+    take what the table leaves. None when nothing fits.
+    """
+    sizes = {name: vocab.input_dim for name, vocab in vocabularies.items()}
+    total_ids = sum(sizes.values())
+    shares = {name: limit * n // total_ids for name, n in sizes.items()}
+
+    def bias_allowance(name: str) -> int:
+        n, share = sizes[name], shares[name]
+        return n if 2 * n <= share else math.floor(share * bias_share)
+
+    def biases_for(allowed: Mapping[str, int]) -> tuple[dict, dict[str, int]] | None:
+        out, params = {}, {}
+        for name in sizes:
+            vocab = vocabularies[name]
+            bias = (
+                bias_spec(vocab.input_dim, allowed[name], bias_technique, vocab.size)
+                if biases
+                else None
+            )
+            out[name] = bias
+            if bias is None:
+                params[name] = 0
+                continue
+            resolved = _resolve({"b": bias}, {"b": vocabularies[name]}, 1)
+            if resolved is None:
+                return None
+            params[name] = resolved["b"]
+        return out, params
+
+    if spec["type"] == "full":
+        width = min(
+            (shares[name] - (bias_allowance(name) if biases else 0)) // sizes[name]
+            for name in sizes
+        )
+        width = min(width, embedding_dim)
+        if width < 1:
+            width = 1  # the narrowest table, if the biases can yield to it
+        rest = {name: shares[name] - sizes[name] * width for name in sizes}
+        if min(rest.values()) < 0:
+            return None
+        made = biases_for({name: min(rest[name], bias_allowance(name)) for name in sizes})
+        if made is None:
+            return None
+        bias_specs, bias_params = made
+        embeddings = {name: {"type": "full"} for name in sizes}
+        params = {name: sizes[name] * width for name in sizes}
+    else:
+        made = biases_for({name: bias_allowance(name) for name in sizes})
+        if made is None:
+            return None
+        bias_specs, bias_params = made
+        for width in range(embedding_dim, 0, -1):
+            allowed = {name: shares[name] - bias_params[name] for name in sizes}
+            embeddings = {
+                name: _set_knob(spec, sizes[name], width, allowed[name]) for name in sizes
+            }
+            params = _resolve(embeddings, vocabularies, width)
+            if params is not None and all(params[n] <= allowed[n] for n in sizes):
+                break
+        else:
+            return None
+    sizes_out = dict(params)
+    sizes_out.update({f"{name}_bias": bias_params[name] for name in sizes})
+    fitted = Fitted(width, embeddings, bias_specs, sizes_out, limit)
+    return fitted if fitted.total <= limit else None

@@ -1,0 +1,89 @@
+"""Tests for trainer/embeddings/budget.py: budgets parse, and fitted specs keep them."""
+
+import math
+
+import pytest
+
+from trainer.embeddings import budget
+from trainer.embeddings import build_tables
+from trainer.embeddings.spec import Vocabulary
+
+# Zipf-like counts, most frequent first, and one OOV row each.
+VOCABS = {
+    "user_embedding": Vocabulary.of([int(9000 / (i + 1)) + 1 for i in range(3000)], 1),
+    "movie_embedding": Vocabulary.of([int(9000 / (i + 1)) + 1 for i in range(800)], 1),
+}
+IDS = {name: vocab.input_dim for name, vocab in VOCABS.items()}
+TECHNIQUES = [
+    {"type": "hash", "compression": 2},
+    {"type": "qr", "operation": "mult", "compression": 2},
+    {"type": "qr", "operation": "concat", "num_partitions": 3, "compression": 2},
+    {"type": "md", "blocks": 4, "alpha": 0.1, "compression": 2, "projection": "nested"},
+    {"type": "md", "dims": [1, 1], "projection": "nested", "tail_qr": {"num_partitions": 3}},
+    {"type": "full"},
+]
+
+
+@pytest.mark.parametrize(
+    "text, ratio, size",
+    [("64x", 64, None), ("1.5X", 1.5, None), ("20MB", None, 20_000_000), ("512KiB", None, 524288)],
+)
+def test_a_budget_is_a_ratio_or_a_size(text, ratio, size):
+    parsed = budget.Budget.parse(text)
+    assert (parsed.ratio, parsed.bytes) == (ratio, size)
+
+
+@pytest.mark.parametrize("text", ["", "x", "0.5x", "-3x", "2 apples", "1B", "64xx"])
+def test_a_bad_budget_says_what_it_takes(text):
+    with pytest.raises(budget.BudgetError, match="ratio|size"):
+        budget.Budget.parse(text)
+
+
+def test_a_ratio_counts_full_64d_tables_plus_full_biases():
+    assert budget.reference_params(IDS) == (3001 + 801) * 65
+    assert budget.Budget.parse("64x").params(IDS) == math.floor(3802 * 65 / 64)
+    assert budget.Budget.parse("400B").params(IDS) == 100
+    assert budget.Budget.parse("400B").ratio_for(IDS) == pytest.approx(3802 * 65 / 100)
+
+
+def test_biases_are_full_when_they_fit_then_qr_then_hashed():
+    assert budget.bias_spec(1000, 1000) == {"type": "full"}
+    spec = budget.bias_spec(1000, 200)
+    m = spec["num_buckets"]
+    assert spec["operation"] == "add" and m + math.ceil(1000 / m) <= 200
+    assert (m + 1) + math.ceil(1000 / (m + 1)) > 200  # the largest that fits
+    assert budget.bias_spec(1000, 50) == {"type": "hash", "num_buckets": 50}
+    assert budget.bias_spec(1000, 0) is None
+    head = budget.bias_spec(1001, 200, "head", vocab_size=1000)
+    rows = build_tables({"b": head}, {"b": Vocabulary.of([1] * 1000, 1)}, 1)["b"]
+    assert head["type"] == "md" and rows.params <= 200
+
+
+@pytest.mark.parametrize("ratio", [8, 32, 64, 128, 256, 1024])
+@pytest.mark.parametrize("spec", TECHNIQUES, ids=lambda s: s["type"] + str(len(s)))
+def test_a_fitted_model_keeps_its_budget_counting_biases(spec, ratio):
+    limit = budget.Budget(ratio=ratio).params(IDS)
+    fitted = budget.fit(spec, VOCABS, limit, 16)
+    if fitted is None:  # this technique cannot go that far; the narrowest ones can
+        assert spec["type"] in ("full", "md", "qr") and ratio >= 64
+        return
+    tables = build_tables(fitted.embeddings, VOCABS, fitted.embedding_dim)
+    resolved = {name: table.params for name, table in tables.items()}
+    for name, bias in fitted.biases.items():
+        if bias is not None:
+            resolved[f"{name}_bias"] = build_tables({name: bias}, {name: VOCABS[name]}, 1)[
+                name
+            ].params
+    assert sum(resolved.values()) == fitted.total <= limit
+    # Full biases up to 32x; past it they would not fit beside any table.
+    full = all(b == {"type": "full"} for b in fitted.biases.values())
+    assert full == (ratio <= budget.FULL_BIASES_UP_TO)
+
+
+def test_the_hashing_trick_reaches_any_budget_and_uniform_stops_at_one_dim():
+    limit = budget.Budget(ratio=64).params(IDS)
+    uniform = budget.fit({"type": "full"}, VOCABS, limit, 16)
+    assert uniform.embedding_dim == 1
+    assert budget.fit({"type": "full"}, VOCABS, limit // 2, 16) is None
+    hashed = budget.fit({"type": "hash", "compression": 2}, VOCABS, 40, 16)
+    assert hashed is not None and hashed.total <= 40
