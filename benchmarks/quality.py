@@ -164,6 +164,7 @@ def at_budget(
     movie_counts,
     technique: dict | None = None,
     bias_technique: str = "qr",
+    bias_share: float = budget_lib.BIAS_SHARE,
 ) -> ModelConfig | None:
     """``config`` with tables (``technique``, default its user table's spec) and
     biases that hold at most 1/``budget`` of the id-indexed parameters of full
@@ -180,6 +181,7 @@ def at_budget(
         config.embedding_dim,
         biases=config.use_biases,
         bias_technique=bias_technique,
+        bias_share=bias_share,
     )
     if fitted is None:
         return None
@@ -314,6 +316,9 @@ def bias_entries(data: datasets.PreparedData) -> list[Entry]:
         model = at_budget(base, BIAS_BUDGET, *counts, spec, bias_technique=technique)
         rows.append(Entry(f"biases_{technique}", model, technique, BIAS_BUDGET))
     tables = rows[0].model
+    for technique in ("qr", "hash"):  # three quarters of the budget to the biases
+        model = at_budget(base, BIAS_BUDGET, *counts, spec, technique, bias_share=0.75)
+        rows.append(Entry(f"biases_{technique}_share75", model, technique, BIAS_BUDGET))
     rows.insert(
         0,
         Entry(

@@ -4,7 +4,11 @@ No figure is typed here: a table shows the JSON's values, and the only
 derived columns are differences between its rows (``vs_full_%``, ``vs`` with
 two standard errors of the difference, ``factors_add``).
 
-    python -m benchmarks.render [--results benchmarks/results]
+``--chart`` also draws ``results/budgets.png`` (``chart``): eval RMSE against
+id-indexed parameters, one panel per data set of ``extreme.json``, with the
+rows of ``quality.json`` on the same data sets (8x-32x).
+
+    python -m benchmarks.render [--results benchmarks/results] [--chart]
 """
 
 from __future__ import annotations
@@ -192,11 +196,82 @@ def render_all(results: Path = RESULTS_DIR) -> list[Path]:
     return written
 
 
+CHART_SOURCES = ("extreme.json", "quality.json")
+
+
+def id_params(row: dict) -> int | None:
+    """A row's id-indexed parameters; rows before ``id_params`` existed had full
+    biases, counted in ``bias_params`` with the global bias (one parameter)."""
+    if "id_params" in row:
+        return row["id_params"]
+    if "embedding_params" in row and "bias_params" in row:
+        return row["embedding_params"] + max(row["bias_params"] - 1, 0)
+    return None
+
+
+def chart_points(payloads: Sequence[dict]) -> dict[str, dict[str, list[tuple]]]:
+    """``{dataset: {technique: [(id_params, val_rmse, val_rmse_std), ...]}}``, sorted
+    by parameters, over the data sets of the first payload; the seed's models left out."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in payloads[0]["rows"]))
+    points: dict[str, dict[str, list[tuple]]] = {d: {} for d in datasets}
+    for payload in payloads:
+        for row in payload["rows"]:
+            x = id_params(row)
+            if row.get("dataset") not in points or x is None or "val_rmse" not in row:
+                continue
+            if row.get("config", "").startswith("seed_"):
+                continue
+            technique = row.get("technique") or row.get("config")
+            series = points[row["dataset"]].setdefault(technique, [])
+            series.append((x, row["val_rmse"], row.get("val_rmse_std", 0.0)))
+    for series in points.values():
+        for values in series.values():
+            values.sort()
+    return points
+
+
+def chart(results: Path = RESULTS_DIR, out: Path | None = None) -> Path:
+    """Draws ``budgets.png``: RMSE against id-indexed parameters (log x), error bars
+    the seeds' standard deviation, one panel per data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    payloads = [
+        json.loads((results / name).read_text())
+        for name in CHART_SOURCES
+        if (results / name).exists()
+    ]
+    points = chart_points(payloads)
+    fig, axes = plt.subplots(1, len(points), figsize=(5.5 * len(points), 4.5), squeeze=False)
+    for ax, (dataset, series) in zip(axes[0], points.items(), strict=False):
+        for technique, values in sorted(series.items()):
+            x, y, err = zip(*values, strict=True)
+            style = "s" if len(values) == 1 else "o-"
+            ax.errorbar(x, y, yerr=err, fmt=style, ms=4, capsize=2, label=technique)
+        ax.set_xscale("log")
+        ax.set_title(dataset)
+        ax.set_xlabel("id-indexed parameters (tables + per-id biases)")
+        ax.set_ylabel("eval RMSE")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = out or results / "budgets.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.render", description=__doc__)
     parser.add_argument("--results", type=Path, default=RESULTS_DIR)
-    for path in render_all(parser.parse_args(argv).results):
+    parser.add_argument("--chart", action="store_true", help="also draw results/budgets.png")
+    args = parser.parse_args(argv)
+    for path in render_all(args.results):
         print(f"wrote {path}")
+    if args.chart:
+        print(f"wrote {chart(args.results)}")
     return 0
 
 

@@ -92,3 +92,30 @@ def test_render_all_writes_one_markdown_per_json(tmp_path):
     written = render.render_all(tmp_path)
     assert [p.name for p in written] == ["a.md", "b.md"]
     assert "| 1.5 |" in (tmp_path / "a.md").read_text()
+
+
+def test_the_chart_plots_every_technique_by_its_id_indexed_parameters(tmp_path):
+    extreme = {
+        "rows": [
+            _row("baseline", 0.9, technique="full", id_params=1000),
+            _row("hash_64x", 0.95, technique="hash", id_params=20, budget=64),
+            _row("hash_128x", 0.97, technique="hash", id_params=10, budget=128),
+            _row("qr_mult2_64x", 0.94, technique="qr", id_params=19, budget=64),
+        ]
+    }
+    legacy = {
+        "rows": [
+            _row("seed_baseline", 1.0, technique="full", embedding_params=900, bias_params=1),
+            _row("uniform_16x", 0.92, technique="uniform", embedding_params=60, bias_params=41),
+            {**_row("uniform_16x", 0.9, technique="uniform"), "dataset": "elsewhere"},
+        ]
+    }
+    points = render.chart_points([extreme, legacy])
+    assert list(points) == ["ml-100k"]
+    assert points["ml-100k"]["hash"] == [(10, 0.97, 0.003), (20, 0.95, 0.003)]
+    assert points["ml-100k"]["uniform"] == [(100, 0.92, 0.003)]  # the global bias left out
+    assert points["ml-100k"]["full"] == [(1000, 0.9, 0.003)]  # not the seed's model
+    (tmp_path / "extreme.json").write_text(json.dumps(extreme))
+    (tmp_path / "quality.json").write_text(json.dumps(legacy))
+    out = render.chart(tmp_path)
+    assert out == tmp_path / "budgets.png" and out.read_bytes()[:4] == b"\x89PNG"
