@@ -25,7 +25,16 @@ Paths (``--path``):
 * ``full``: a plain ``keras.layers.Embedding`` user table, to show what a
   full table costs where it still fits.
 
-    python -m benchmarks.scale                       # the curve -> results/scale.json
+Pipeline runs (``--part pipeline``): the whole ``local_runner.py --no-cache``
+process on ratings from the project's generator (``components.synthetic``),
+at the sizes of ``PIPELINE_SIZES``: an ML-1M-shaped set, and two wide sets
+where most users rate 1 to 5 movies, the shape of a catalogue with millions
+of occasional users. Each run records its wall time (imports included), the
+peak RSS of its process tree and each component's seconds from its ML
+Metadata. A part replaces its own keys in ``results/scale.json``.
+
+    python -m benchmarks.scale                       # steps and pipeline -> results/scale.json
+    python -m benchmarks.scale --part pipeline --sizes 1m,4m-wide
     python -m benchmarks.scale --ids 100000000 --path qr_layer --steps 300
 """
 
@@ -34,8 +43,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -48,6 +59,14 @@ from trainer import model as model_lib
 from trainer import model_config
 from trainer.embeddings import qr_layer
 
+PARTS = ("steps", "pipeline")
+# name: (ratings, users, movies, min ratings per user) for components.synthetic.
+PIPELINE_SIZES = {
+    "1m": (1_000_000, 6_040, 3_706, 20),
+    "4m-wide": (4_000_000, 1_000_000, 100_000, 1),
+    "20m-wide": (20_000_000, 5_000_000, 100_000, 1),
+}
+PIPELINE_NAME = "movielens-memory-efficient"
 PATHS = ("preset", "qr_layer", "build_model", "build_model_no_biases", "full")
 # The step-cost curve: the default preset at the pipeline's batch size.
 CURVE_IDS = (10_000, 1_000_000, 10_000_000, 100_000_000)
@@ -197,7 +216,7 @@ def run(num_ids: int, path: str, steps: int, batch_size: int, seed: int) -> dict
     }
 
 
-def curve(ids=CURVE_IDS, steps: int = CURVE_STEPS, out: str = RESULTS) -> dict:
+def curve(ids=CURVE_IDS, steps: int = CURVE_STEPS) -> dict:
     """The default preset's step time and peak RSS per vocabulary size, one child each."""
     step_ms, peak = {}, {}
     runs = []
@@ -218,23 +237,76 @@ def curve(ids=CURVE_IDS, steps: int = CURVE_STEPS, out: str = RESULTS) -> dict:
         step_ms[str(num_ids)] = result["step_ms_p50"]
         peak[str(num_ids)] = result["peak_rss_gb"]
         print(f"  {result['step_ms_p50']} ms/step, peak RSS {result['peak_rss_gb']} GB", flush=True)
-    results = {
-        "machine": measure.machine_info(),
+    return {
         "preset": model_config.DEFAULT_MODEL,
         "batch_size": CURVE_BATCH_SIZE,
         "step_ms": step_ms,
         "step_peak_rss_gb": peak,
         "runs": runs,
     }
+
+
+def pipeline_run(name: str, scratch: str, log_dir: str) -> dict:
+    """One whole ``local_runner.py`` process on a generated set of size ``name``."""
+    ratings, users, movies, min_per_user = PIPELINE_SIZES[name]
+    data = os.path.join(scratch, f"{name}.csv")
+    generate = [sys.executable, "-m", "components.synthetic", "--out", data]
+    generate += ["--ratings", str(ratings), "--users", str(users), "--movies", str(movies)]
+    generate += ["--min-ratings-per-user", str(min_per_user)]
+    subprocess.run(generate, cwd=measure.REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+    output_root = os.path.join(scratch, f"out-{name}")
+    command = [sys.executable, "local_runner.py", "--no-cache", "--data", data]
+    command += ["--output-root", output_root]
+    print(f"{name}: {' '.join(command[1:])}", flush=True)
+    run = measure.run_measured(command, os.path.join(log_dir, f"pipeline-{name}.log"))
+    metadata = os.path.join(output_root, "metadata", PIPELINE_NAME, "metadata.db")
+    components = measure.component_seconds(metadata) if os.path.exists(metadata) else {}
+    shutil.rmtree(output_root, ignore_errors=True)
+    os.remove(data)
+    print(f"  exit {run['returncode']}, {run['seconds']:.0f} s", flush=True)
+    return {
+        "name": name,
+        "ratings": ratings,
+        "users": users,
+        "movies": movies,
+        "min_ratings_per_user": min_per_user,
+        "returncode": run["returncode"],
+        "seconds": run["seconds"],
+        "seconds_per_million_ratings": round(run["seconds"] / (ratings / 1e6), 1),
+        "peak_rss_gb": run["peak_tree_rss_gb"],
+        "load_1min_start": run["load_1min_start"],
+        "load_1min_end": run["load_1min_end"],
+        "components": {node: entry["seconds"] for node, entry in components.items()},
+        "log": f"pipeline-{name}.log",
+    }
+
+
+def pipeline_part(sizes, log_dir: str) -> dict:
+    scratch = tempfile.mkdtemp(prefix="scale_pipeline_")
+    try:
+        return {"pipeline": [pipeline_run(name, scratch, log_dir) for name in sizes]}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def merge_results(part: dict, out: str) -> None:
+    """Replaces ``part``'s keys in ``out``, keeping the other part's; complete or absent."""
+    results = {}
+    if os.path.exists(out):
+        with open(out) as f:
+            results = json.load(f)
+    results.update(part, machine=measure.machine_info())
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
-    os.replace(out + ".tmp", out)  # complete or absent
-    return results
+    os.replace(out + ".tmp", out)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=PARTS, action="append", help="default: both")
+    parser.add_argument("--sizes", default=",".join(PIPELINE_SIZES), help="pipeline runs")
+    parser.add_argument("--log-dir", default="/tmp/scale_logs")
     parser.add_argument(
         "--ids", type=int, help="one user vocabulary size, in this process (default: the curve)"
     )
@@ -245,7 +317,16 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     if args.ids is None:
-        curve(steps=args.steps if args.steps != 300 else CURVE_STEPS, out=args.out)
+        parts = args.part or PARTS
+        sizes = args.sizes.split(",")
+        unknown = set(sizes) - set(PIPELINE_SIZES)
+        if unknown:
+            parser.error(f"--sizes: unknown {sorted(unknown)}; choose from {list(PIPELINE_SIZES)}")
+        os.makedirs(args.log_dir, exist_ok=True)
+        if "steps" in parts:
+            merge_results(curve(steps=args.steps if args.steps != 300 else CURVE_STEPS), args.out)
+        if "pipeline" in parts:
+            merge_results(pipeline_part(sizes, args.log_dir), args.out)
         return 0
     result = run(args.ids, args.path, args.steps, args.batch_size, args.seed)
     # One JSON line on stdout for the parent benchmark to read.

@@ -1,0 +1,28 @@
+"""The scale benchmark's pipeline part: a whole local_runner process, measured per component."""
+
+import json
+
+import pytest
+
+from benchmarks import scale
+
+
+@pytest.mark.slow
+def test_a_pipeline_run_records_time_memory_and_every_component(tmp_path, monkeypatch):
+    monkeypatch.setitem(scale.PIPELINE_SIZES, "tiny", (3_000, 150, 200, 5))
+    out = tmp_path / "scale.json"
+    out.write_text(json.dumps({"step_ms": {"10000": 2.0}}))
+
+    scale.merge_results(scale.pipeline_part(["tiny"], str(tmp_path)), str(out))
+
+    results = json.loads(out.read_text())
+    assert results["step_ms"] == {"10000": 2.0}  # the other part's keys stay
+    (run,) = results["pipeline"]
+    assert run["returncode"] == 0, (tmp_path / run["log"]).read_text()[-2000:]
+    assert (run["ratings"], run["users"], run["movies"]) == (3_000, 150, 200)
+    assert {"ArrowCsvExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"} <= set(
+        run["components"]
+    )
+    assert 0 < sum(run["components"].values()) < run["seconds"]
+    assert run["peak_rss_gb"] > 0.1
+    assert results["machine"]["cpu_model"]
