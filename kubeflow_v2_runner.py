@@ -311,6 +311,11 @@ def main(argv=None) -> int:
     print(f"  data:          {config.data_root}")
     print(f"  Beam runner:   {'Dataflow' if args.dataflow else 'in each container'}")
     print(f"  training:      {'Vertex AI custom job' if args.vertex_training else 'in container'}")
+    # The vocabularies live on Cloud Storage: the budget's specs are ratios that
+    # follow them, and the Trainer's memory report (in the summary) shows what it kept.
+    budget = cli.budget_choice(args)
+    for line in budget.lines() if budget else ():
+        print(f"  {line.strip()}")
     if config.vertex_serving:
         print(f"  serving:       Vertex AI Endpoint {args.endpoint_name!r}")
     else:

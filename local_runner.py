@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 
+from components import features
 from components import movielens
 from components import synthetic
 from pipeline import cli
@@ -124,6 +125,11 @@ def prepare_data(args) -> str:
     )
     data_root = os.path.join(os.path.abspath(args.output_root), "data", name)
     movielens.write_normalized_csv(ratings, os.path.join(data_root, "ratings.csv"))
+    # An upper bound on the vocabularies Transform will read (the train split's).
+    args.vocabulary_sizes = {
+        "user_embedding": ratings.num_users + features.NUM_OOV_BUCKETS,
+        "movie_embedding": ratings.num_movies + features.NUM_OOV_BUCKETS,
+    }
     return data_root
 
 
@@ -131,7 +137,7 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
     return configs.PipelineConfig(
         data_root=data_root,
         output_root=os.path.abspath(args.output_root),
-        model=cli.model_from_args(args),
+        model=cli.model_from_args(args, getattr(args, "vocabulary_sizes", None)),
         evaluation=cli.evaluation_from_args(args),
         compare_full_model=args.compare_full_model,
         # The user's flags last: Beam takes the last value of a repeated flag.
@@ -143,7 +149,9 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cli.model_from_args(args)  # a bad model setting stops before any data is written
+        # A bad model setting stops before any data is written; the budget
+        # waits for the data's vocabulary sizes.
+        cli.model_from_args(args, apply_budget=False)
         if not args.output_root.strip():
             # os.path.abspath("") is the current folder: everything would land there.
             raise ValueError("--output-root: must name a folder, got an empty string")
@@ -177,13 +185,16 @@ def run(args) -> int:
             os.path.join(data_root, "ratings.csv"),
             [("train", configs.TRAIN_BUCKETS), ("eval", configs.EVAL_BUCKETS)],
         )
+        budget = cli.budget_choice(args, args.vocabulary_sizes)
+        config = pipeline_config(args, data_root)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    config = pipeline_config(args, data_root)
     if args.serving_check == SERVING_CHECK_DOCKER:
         config = dataclasses.replace(config, tf_serving_image=configs.DEFAULT_TF_SERVING_IMAGE)
     print(f"Model: {config.model.name} {config.model.to_json()}")
+    for line in budget.lines() if budget else ():
+        print(line)
 
     # From here on what TFX, Beam and TensorFlow write goes to the run's log
     # (and with --verbose to the terminal too); the terminal gets a line per
@@ -196,7 +207,7 @@ def run(args) -> int:
     with console.capture(log, verbose=args.verbose) as con:
         con.print(f"Log: {con.log_path}")
         try:
-            return run_pipeline(config, con)
+            return run_pipeline(config, con, budget and budget.budget)
         except KeyboardInterrupt:
             con.interrupted()
             return EXIT_INTERRUPTED
@@ -206,8 +217,9 @@ def run(args) -> int:
             return EXIT_FAILED
 
 
-def run_pipeline(config: configs.PipelineConfig, con: console.Console) -> int:
-    """Runs the pipeline and prints the summary; what the user must fix exits 2."""
+def run_pipeline(config: configs.PipelineConfig, con: console.Console, budget=None) -> int:
+    """Runs the pipeline and prints the summary (and whether the model kept
+    ``budget``, an ``--embedding-budget``); what the user must fix exits 2."""
     # TFX takes seconds to import; only once the input is known to be readable.
     from absl import logging as absl_logging
     from tfx.orchestration import metadata
@@ -238,6 +250,11 @@ def run_pipeline(config: configs.PipelineConfig, con: console.Console) -> int:
     facts = run_summary.collect(config.output_root, config.pipeline_name)
     con.print()
     con.print(run_summary.format_summary(facts))
+    report = facts["models"][0]["memory_report"] if facts["models"] else None
+    if budget is not None and report:
+        from trainer.embeddings import budget as budget_lib
+
+        con.print(budget_lib.check(report, budget)[1])
     if facts["blessing"]["pushed"]:
         print_sample_recommendations(facts["blessing"]["pushed_destination"], con)
     write_report(facts, con)

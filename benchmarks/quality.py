@@ -165,12 +165,13 @@ def at_budget(
     technique: dict | None = None,
     bias_technique: str = "qr",
     bias_share: float = budget_lib.BIAS_SHARE,
+    compress_biases: bool = False,
 ) -> ModelConfig | None:
     """``config`` with tables (``technique``, default its user table's spec) and
     biases that hold at most 1/``budget`` of the id-indexed parameters of full
-    64-d tables plus full biases (``trainer.embeddings.budget``): biases
-    compressed past 32x, the width narrowed where the technique needs it.
-    None when the technique cannot fit.
+    64-d tables plus full biases (``trainer.embeddings.budget.fit``): biases
+    compressed past 64x (or with ``compress_biases``), the width narrowed
+    where the technique needs it. None when the technique cannot fit.
     """
     vocabs = vocabularies(user_counts, movie_counts)
     limit = budget_lib.Budget(ratio=budget).params({k: v.input_dim for k, v in vocabs.items()})
@@ -182,6 +183,7 @@ def at_budget(
         biases=config.use_biases,
         bias_technique=bias_technique,
         bias_share=bias_share,
+        compress_biases=compress_biases,
     )
     if fitted is None:
         return None
@@ -306,18 +308,20 @@ BIAS_TECHNIQUES = ("qr", "hash", "head")
 
 def bias_entries(data: datasets.PreparedData) -> list[Entry]:
     """At 64x, one embedding table (QR "concat", the ``qr_16x`` preset's) with
-    its biases full (over the budget), absent, or compressed to the same
-    share of the budget by each way of ``trainer.embeddings.budget.bias_spec``."""
+    its biases full (over the budget), absent, or compressed to a quarter (and
+    three quarters) of the budget by each way of ``budget.bias_spec``."""
     base = model_config.preset(model_config.DEFAULT_MODEL)
     spec = EXTREME_TECHNIQUES["qr_concat2"][1]
     counts = (data.user_counts, data.movie_counts)
     rows = []
     for technique in BIAS_TECHNIQUES:
-        model = at_budget(base, BIAS_BUDGET, *counts, spec, bias_technique=technique)
+        model = at_budget(base, BIAS_BUDGET, *counts, spec, technique, compress_biases=True)
         rows.append(Entry(f"biases_{technique}", model, technique, BIAS_BUDGET))
     tables = rows[0].model
     for technique in ("qr", "hash"):  # three quarters of the budget to the biases
-        model = at_budget(base, BIAS_BUDGET, *counts, spec, technique, bias_share=0.75)
+        model = at_budget(
+            base, BIAS_BUDGET, *counts, spec, technique, bias_share=0.75, compress_biases=True
+        )
         rows.append(Entry(f"biases_{technique}_share75", model, technique, BIAS_BUDGET))
     rows.insert(
         0,

@@ -74,9 +74,9 @@ def test_at_budget_counts_every_id_indexed_parameter():
     for budget in (8, 16, 64, 256):
         config = quality.at_budget(preset, budget, USERS, MOVIES)
         assert quality.id_params(config, USERS, MOVIES) <= ids * 65 / budget
-    # Past 32x the biases are compressed; at 8x they stay full.
-    assert quality.at_budget(preset, 8, USERS, MOVIES).user_bias == {"type": "full"}
-    assert quality.at_budget(preset, 64, USERS, MOVIES).user_bias["type"] != "full"
+    # Past 64x the biases are compressed; to 64x they stay full.
+    assert quality.at_budget(preset, 64, USERS, MOVIES).user_bias == {"type": "full"}
+    assert quality.at_budget(preset, 128, USERS, MOVIES).user_bias["type"] != "full"
     # The legacy accounting (issue #4) counts the embeddings alone.
     assert quality.at_embedding_budget(preset, 32).user_embedding["compression"] == 8
     assert quality.at_budget(quality.model_config.preset("md_16x"), 64, USERS, MOVIES) is None

@@ -11,6 +11,7 @@ import json
 
 from pipeline import configs
 from trainer import model_config
+from trainer.embeddings import budget as budget_lib
 
 
 def json_object(text: str) -> dict:
@@ -29,6 +30,14 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def embedding_budget(text: str) -> budget_lib.Budget:
+    """argparse type: a ratio such as 64x or a size such as 20MB."""
+    try:
+        return budget_lib.Budget.parse(text)
+    except budget_lib.BudgetError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_model_arguments(parser) -> None:
@@ -50,6 +59,16 @@ def add_model_arguments(parser) -> None:
             '\'{"type": "qr", "num_buckets": 32}\' (see README: Models and their knobs)',
         )
 
+    parser.add_argument(
+        "--embedding-budget",
+        type=embedding_budget,
+        metavar="RATIO|SIZE",
+        help="a memory budget for every id-indexed table (embeddings and per-id biases): "
+        "a ratio to full 64-d tables plus full biases (64x) or fp32 bytes (20MB, 512KiB); "
+        "picks the technique and knobs of each table by the rule in README "
+        "(Memory budgets) and prints what it picked; replaces --user-embedding and "
+        "--movie-embedding",
+    )
     parser.add_argument(
         "--model-settings",
         type=json_object,
@@ -123,8 +142,37 @@ def add_beam_arguments(parser, examples: list[str], defaults: str) -> None:
     )
 
 
-def model_from_args(args: argparse.Namespace) -> model_config.ModelConfig:
-    """The preset with the flags' overrides, every setting checked.
+def budget_choice(
+    args: argparse.Namespace, vocabulary_sizes: dict[str, int] | None = None
+) -> budget_lib.Choice | None:
+    """What ``--embedding-budget`` picks for tables of ``vocabulary_sizes`` ids
+    (``{"user_embedding": n, "movie_embedding": n}``; None: sizes unknown), or
+    None without the flag.
+
+    Raises:
+      ValueError: one line, e.g. a size without vocabulary sizes.
+    """
+    if getattr(args, "embedding_budget", None) is None:
+        return None
+    for flag in ("user_embedding", "movie_embedding"):
+        if getattr(args, flag):
+            raise ValueError(
+                f"--embedding-budget picks every table: drop --{flag.replace('_', '-')}"
+            )
+    try:
+        return budget_lib.choose(args.embedding_budget, vocabulary_sizes)
+    except budget_lib.BudgetError as error:
+        raise ValueError(f"--embedding-budget: {error}") from None
+
+
+def model_from_args(
+    args: argparse.Namespace,
+    vocabulary_sizes: dict[str, int] | None = None,
+    apply_budget: bool = True,
+) -> model_config.ModelConfig:
+    """The preset with the flags' overrides, every setting checked;
+    ``--embedding-budget``'s tables (``budget_choice``) unless ``apply_budget``
+    is false (a check before the vocabulary sizes are known).
 
     Raises:
       ValueError: one line naming the flag, the setting and what it allows,
@@ -143,6 +191,9 @@ def model_from_args(args: argparse.Namespace) -> model_config.ModelConfig:
         if getattr(args, field):
             overrides[field] = getattr(args, field)
             flag_of[field] = "--" + field.replace("_", "-")
+    choice = budget_choice(args, vocabulary_sizes) if apply_budget else None
+    for field, value in (choice.settings if choice else {}).items():
+        overrides[field], flag_of[field] = value, "--embedding-budget"
     for field, value in (args.model_settings or {}).items():
         overrides[field], flag_of[field] = value, "--model-settings"
     if not overrides:

@@ -119,3 +119,72 @@ def test_kubeflow_runner_turns_a_bad_setting_into_exit_2_and_one_line(tmp_path, 
     assert status == 2
     assert captured.err == "error: --model-settings: batch_size must be an integer >= 1, got 0\n"
     assert not (tmp_path / "pipeline.json").exists()
+
+
+SIZES = {"user_embedding": 944, "movie_embedding": 1660}
+
+
+@pytest.mark.parametrize("value", ["lots", "0.5x", "-64x", "2B"])
+def test_a_bad_embedding_budget_exits_2_with_one_line(value, capsys):
+    with pytest.raises(SystemExit) as caught:
+        _args("--embedding-budget", value)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert caught.value.code == 2
+    assert "error: argument --embedding-budget/" not in err[-1]
+    assert "error: argument --embedding-budget: " in err[-1]
+
+
+@pytest.mark.parametrize("value", ["8x", "64x", "128x", "1024x", "20KB", "2GB"])
+def test_an_embedding_budget_picks_tables_that_keep_it(value):
+    from trainer.embeddings import build_tables
+    from trainer.embeddings.spec import Vocabulary
+
+    args = _args("--embedding-budget", value)
+    choice = cli.budget_choice(args, SIZES)
+    model = cli.model_from_args(args, SIZES)
+    vocabs = {name: Vocabulary.of([1] * (n - 1), 1) for name, n in SIZES.items()}
+    specs = {"user_embedding": model.user_embedding, "movie_embedding": model.movie_embedding}
+    params = sum(t.params for t in build_tables(specs, vocabs, model.embedding_dim).values())
+    if model.use_biases:
+        for name, spec in (
+            ("user_embedding", model.user_bias),
+            ("movie_embedding", model.movie_bias),
+        ):
+            params += build_tables({name: spec}, {name: vocabs[name]}, 1)[name].params
+    assert params == choice.params <= choice.limit
+    assert choice.lines()[0].startswith(f"Embedding budget {choice.budget}: {choice.technique}")
+    assert choice.lines()[1].startswith("  why: ")
+    assert (model.epochs, model.l2_per_id) == (30, 5.0)  # the preset's training stays
+
+
+def test_an_embedding_budget_follows_the_rule_by_ratio():
+    techniques = {
+        value: cli.budget_choice(_args("--embedding-budget", value), SIZES).technique
+        for value in ("16x", "64x", "256x")
+    }
+    assert techniques == {"16x": "md", "64x": "hash", "256x": "qr"}
+    assert cli.budget_choice(_args("--embedding-budget", "100MB"), SIZES).technique == "full"
+    assert cli.budget_choice(_args()) is None
+
+
+def test_an_embedding_budget_replaces_the_table_flags_and_a_size_needs_the_sizes():
+    args = _args("--embedding-budget", "64x", "--user-embedding", '{"type": "full"}')
+    with pytest.raises(ValueError, match="^--embedding-budget picks every table: drop --user"):
+        cli.model_from_args(args, SIZES)
+    assert cli.model_from_args(args, apply_budget=False).user_embedding == {"type": "full"}
+    with pytest.raises(ValueError, match="^--embedding-budget: a size .* give a ratio"):
+        cli.model_from_args(_args("--embedding-budget", "20MB"))
+    # A ratio without the sizes: ratios that follow whatever vocabulary comes.
+    model = cli.model_from_args(_args("--embedding-budget", "256x"))
+    assert model.user_embedding["type"] == "qr" and "compression" in model.user_bias
+
+
+def test_kubeflow_runner_refuses_a_size_budget_in_one_line(tmp_path, capsys):
+    import kubeflow_v2_runner
+
+    out = tmp_path / "pipeline.json"
+    argv = ["--project", "p", "--output-file", str(out), "--embedding-budget", "20MB"]
+    assert kubeflow_v2_runner.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --embedding-budget: a size") and err.count("\n") == 1
+    assert not out.exists()

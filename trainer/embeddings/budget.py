@@ -4,14 +4,16 @@ A budget is a ratio (``64x``) or a size (``20MB``). A ratio counts against the
 reference model's id-indexed memory: full ``REFERENCE_DIM``-wide tables plus
 full (one scalar per id) biases, on both sides; a size counts fp32 bytes. So
 ``64x`` allows ``sum(input_dim) * (64 + 1) / 64`` parameters, which full
-biases alone (``sum(input_dim)``) nearly fill: past 32x the biases are
+biases alone (``sum(input_dim)``) nearly fill: past 64x the biases are
 compressed too (``bias_spec``).
 
 ``fit`` turns one technique's spec into specs that keep a budget: each side
-gets a share of the budget in proportion to its ids, its biases take their
-share of that (``BIAS_SHARE``), and the embedding spec's knob gets the rest;
-where a technique's smallest table at the model's width does not fit, the
-width narrows. Nothing here imports Keras: sizes come from the specs'
+gets a share of the budget in proportion to its ids; its biases stay full
+while they fit in it, because a compressed bias costs more accuracy than any
+table buys back (benchmarks/results/bias_compression.md), and past that take
+``BIAS_SHARE`` of it; the embedding spec's knob gets the rest. Where a
+technique's smallest table at the model's width does not fit, the width
+narrows. Nothing here imports Keras: sizes come from the specs'
 ``resolve`` (``trainer.embeddings.build_tables``).
 """
 
@@ -28,8 +30,8 @@ from trainer.embeddings.qr import integer_root_ceil
 from trainer.embeddings.spec import Vocabulary
 
 REFERENCE_DIM = 64
-# Past this ratio full biases would take more than half of a side's share.
-FULL_BIASES_UP_TO = 32
+# Full biases fit a side's share up to this ratio (64 + 1 parameters per id / 1).
+FULL_BIASES_UP_TO = REFERENCE_DIM + 1
 # The share of a side's budget its compressed biases get (the rest: embeddings).
 BIAS_SHARE = 0.25
 
@@ -136,9 +138,9 @@ def bias_spec(
     Full when it fits; else quotient-remainder "add", ``b(id % m) + b(id // m)``,
     with the largest m that fits: ids are frequency ranks, so the m most
     rated ids keep a row of their own and the quotient rows are bands of
-    neighbouring ranks, which share a popularity (benchmarks/results/
-    bias_compression.md compares it with hashing and a full head). Too few
-    parameters for two QR tables: hashed into what there is; none: None.
+    neighbouring ranks, which share a popularity; it lost less than hashing
+    (benchmarks/results/bias_compression.md). Too few parameters for two QR
+    tables: hashed into what there is; none: None.
     """
     if allowed >= n:
         return {"type": "full"}
@@ -146,11 +148,13 @@ def bias_spec(
         spec = _head_qr_bias(n, vocab_size, allowed)
         if spec is not None:
             return spec
-    m = qr_add_buckets(n, allowed) if technique != "hash" else None
-    if m is not None:
-        return {"type": "qr", "operation": "add", "num_buckets": m}
+    # Ratios rather than counts, so a spec sized here follows the vocabulary
+    # the Trainer reads; the half keeps the float ratio from rounding a row off.
+    ratio = n / (allowed + 0.5)
+    if technique != "hash" and qr_add_buckets(n, allowed) is not None:
+        return {"type": "qr", "operation": "add", "compression": ratio}
     if allowed >= 1:
-        return {"type": "hash", "num_buckets": int(allowed)}
+        return {"type": "hash", "compression": ratio}
     return None
 
 
@@ -209,16 +213,18 @@ def fit(
     bias_share: float = BIAS_SHARE,
     biases: bool = True,
     bias_technique: str = "qr",
+    compress_biases: bool = False,
 ) -> Fitted | None:
     """``spec`` (one technique, the same for every table) sized so that the
     tables of ``vocabularies`` and their biases hold at most ``limit``
     parameters, at the widest width up to ``embedding_dim`` that fits.
 
     Each table's share of ``limit`` follows its ids. Its biases are full
-    when they take no more than half of it, else get ``bias_share`` of it
-    (``bias_spec``); the embedding gets the rest. A ``full`` spec is a
+    while they fit in it, else get ``bias_share`` of it (``bias_spec``); the
+    embedding gets the rest. A ``full`` spec is a
     uniform table: its width is what the rest allows, and then the biases
-    take what the table leaves. None when nothing fits.
+    take what the table leaves. ``compress_biases`` compresses them even where
+    full ones fit (to compare ways of compressing them). None when nothing fits.
     """
     sizes = {name: vocab.input_dim for name, vocab in vocabularies.items()}
     total_ids = sum(sizes.values())
@@ -226,7 +232,9 @@ def fit(
 
     def bias_allowance(name: str) -> int:
         n, share = sizes[name], shares[name]
-        return n if 2 * n <= share else math.floor(share * bias_share)
+        if n <= share and not compress_biases:
+            return n
+        return math.floor(share * bias_share)
 
     def biases_for(allowed: Mapping[str, int]) -> tuple[dict, dict[str, int]] | None:
         out, params = {}, {}
@@ -283,3 +291,138 @@ def fit(
     sizes_out.update({f"{name}_bias": bias_params[name] for name in sizes})
     fitted = Fitted(width, embeddings, bias_specs, sizes_out, limit)
     return fitted if fitted.total <= limit else None
+
+
+# The rule ``--embedding-budget`` applies: for budgets up to each ratio, the
+# technique the extreme-compression benchmark found best there
+# (benchmarks/results/extreme.md), at the compressed presets' width.
+RULE_WIDTH = 16
+RULE: tuple[tuple[float, str, dict[str, Any], str], ...] = (
+    (
+        32,
+        "md",
+        {
+            "type": "md",
+            "blocks": 4,
+            "alpha": 0.1,
+            "compression": 2,
+            "fill_budget": True,
+            "projection": "nested",
+        },
+        "to 32x the biases stay full and MD ties a narrower plain table "
+        "(benchmarks/results/quality.md); MD also goes past 1-d rows",
+    ),
+    (
+        REFERENCE_DIM,
+        "hash",
+        {"type": "hash", "compression": 2},
+        "to 64x full biases nearly fill the budget and a small hashed table "
+        "of the most rated ids takes the rest",
+    ),
+    (
+        math.inf,
+        "qr",
+        {"type": "qr", "operation": "mult", "num_partitions": 3, "compression": 2},
+        "past 64x the biases are compressed (QR add) and a QR table reaches any size",
+    ),
+)
+# Where the rule's technique cannot fit (a small vocabulary), these can.
+FALLBACKS = ("hash",)
+# Nominal vocabularies for a ratio without the data's (its specs are ratios, so
+# they follow the real vocabularies; only the width depends on these).
+NOMINAL_SIZES = {"user_embedding": 1_000_000, "movie_embedding": 100_000}
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """What ``choose`` picked: the model settings and why."""
+
+    budget: Budget
+    technique: str
+    settings: dict[str, Any]  # ModelConfig fields
+    limit: int
+    params: int
+    sizes_known: bool
+    why: str
+
+    def lines(self) -> list[str]:
+        where = "these vocabularies" if self.sizes_known else "vocabularies read later"
+        dim = self.settings["embedding_dim"]
+        biases = self.settings.get("user_bias", {"type": "none"})["type"]
+        return [
+            f"Embedding budget {self.budget}: {self.technique} tables of width {dim}, "
+            f"{biases} biases ({self.params:,} of {self.limit:,} id-indexed parameters "
+            f"on {where})",
+            f"  why: {self.why}",
+        ]
+
+
+def _vocabularies(sizes: Mapping[str, int]) -> dict[str, Vocabulary]:
+    # Only the sizes matter here: the specs are ratios, and MD cuts its blocks
+    # on the real counts in the Trainer.
+    return {name: Vocabulary.of([1] * (int(n) - 1), 1) for name, n in sizes.items()}
+
+
+def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
+    """The technique and knobs ``RULE`` picks for ``budget``, fitted to tables of
+    ``sizes`` ids (``{"user_embedding": n, "movie_embedding": n}``, OOV rows
+    included), or to ``NOMINAL_SIZES`` for a ratio when they are unknown.
+
+    Raises:
+      BudgetError: a size without ``sizes``, or a budget nothing fits.
+    """
+    if sizes is None and budget.ratio is None:
+        raise BudgetError(
+            f"a size ({budget}) needs the vocabulary sizes, which this runner does not "
+            "read; give a ratio such as 64x"
+        )
+    known = sizes is not None
+    sizes = dict(sizes if known else NOMINAL_SIZES)
+    limit = budget.params(sizes)
+    ratio = budget.ratio_for(sizes)
+    if ratio <= 1:
+        full = {"type": "full"}
+        settings = dict(embedding_dim=REFERENCE_DIM, user_embedding=full, movie_embedding=full)
+        settings.update(use_biases=True, user_bias=full, movie_bias=full)
+        why = f"{ratio:.2g}x: the budget holds full {REFERENCE_DIM}-d tables and full biases"
+        used = reference_params(sizes)
+        return Choice(budget, "full", settings, limit, used, known, why)
+    index = next(i for i, (up_to, *_rest) in enumerate(RULE) if ratio <= up_to)
+    _, technique, spec, why = RULE[index]
+    candidates = [(technique, spec, why)] + [
+        (name, next(s for _, n, s, _w in RULE if n == name), f"{technique} does not fit: {why}")
+        for name in FALLBACKS
+        if name != technique
+    ]
+    fitted = None
+    while candidates and fitted is None:
+        technique, spec, why = candidates.pop(0)
+        fitted = fit(spec, _vocabularies(sizes), limit, RULE_WIDTH)
+    if fitted is None:
+        raise BudgetError(f"nothing fits {budget} ({limit:,} parameters) on these tables")
+    settings = {
+        "embedding_dim": fitted.embedding_dim,
+        "user_embedding": fitted.embeddings["user_embedding"],
+        "movie_embedding": fitted.embeddings["movie_embedding"],
+        "use_biases": all(b is not None for b in fitted.biases.values()),
+    }
+    if settings["use_biases"]:
+        settings["user_bias"] = fitted.biases["user_embedding"]
+        settings["movie_bias"] = fitted.biases["movie_embedding"]
+    return Choice(budget, technique, settings, limit, fitted.total, known, f"{ratio:.3g}x: {why}")
+
+
+def check(report: Mapping[str, Any], budget: Budget) -> tuple[bool, str]:
+    """Whether a model's memory report (with its ``"biases"``) keeps ``budget``,
+    counted on the vocabularies it was built on; and a line saying so."""
+    from trainer.embeddings.memory import id_indexed_total
+
+    total = id_indexed_total(report, REFERENCE_DIM)
+    sizes = {name: feature["input_dim"] for name, feature in report["features"].items()}
+    limit = budget.params(sizes)
+    kept = total["params"] <= limit
+    return kept, (
+        f"Embedding budget {budget}: {total['params']:,} id-indexed parameters "
+        f"({total['compression']:.1f}x smaller than full {REFERENCE_DIM}-d tables and "
+        f"full biases), limit {limit:,}: {'kept' if kept else 'EXCEEDED'}"
+    )

@@ -47,12 +47,19 @@ def test_a_ratio_counts_full_64d_tables_plus_full_biases():
 
 
 def test_biases_are_full_when_they_fit_then_qr_then_hashed():
+    vocab = {"b": Vocabulary.of([1] * 999, 1)}
+
+    def rows(spec):
+        return build_tables({"b": spec}, vocab, 1)["b"]
+
     assert budget.bias_spec(1000, 1000) == {"type": "full"}
     spec = budget.bias_spec(1000, 200)
-    m = spec["num_buckets"]
+    m = rows(spec).num_buckets
     assert spec["operation"] == "add" and m + math.ceil(1000 / m) <= 200
     assert (m + 1) + math.ceil(1000 / (m + 1)) > 200  # the largest that fits
-    assert budget.bias_spec(1000, 50) == {"type": "hash", "num_buckets": 50}
+    assert budget.qr_add_buckets(1000, 200) == m
+    hashed = budget.bias_spec(1000, 50)
+    assert hashed["type"] == "hash" and rows(hashed).params == 50
     assert budget.bias_spec(1000, 0) is None
     head = budget.bias_spec(1001, 200, "head", vocab_size=1000)
     rows = build_tables({"b": head}, {"b": Vocabulary.of([1] * 1000, 1)}, 1)["b"]
@@ -75,9 +82,9 @@ def test_a_fitted_model_keeps_its_budget_counting_biases(spec, ratio):
                 name
             ].params
     assert sum(resolved.values()) == fitted.total <= limit
-    # Full biases up to 32x; past it they would not fit beside any table.
+    # Full biases up to 64x; past it they alone would not fit.
     full = all(b == {"type": "full"} for b in fitted.biases.values())
-    assert full == (ratio <= budget.FULL_BIASES_UP_TO)
+    assert full == (ratio < budget.FULL_BIASES_UP_TO) or spec["type"] == "full"
 
 
 def test_the_hashing_trick_reaches_any_budget_and_uniform_stops_at_one_dim():
@@ -87,3 +94,25 @@ def test_the_hashing_trick_reaches_any_budget_and_uniform_stops_at_one_dim():
     assert budget.fit({"type": "full"}, VOCABS, limit // 2, 16) is None
     hashed = budget.fit({"type": "hash", "compression": 2}, VOCABS, 40, 16)
     assert hashed is not None and hashed.total <= 40
+
+
+def test_a_memory_report_confirms_or_refuses_a_budget():
+    def report(table_params, bias_params):
+        return {
+            "features": {"user_id": {"input_dim": 3001}, "movie_id": {"input_dim": 801}},
+            "total": {"params": table_params},
+            "biases": {"total": {"params": bias_params}},
+        }
+
+    limit = budget.Budget.parse("64x").params(IDS)
+    kept, line = budget.check(report(limit - 3802, 3802), budget.Budget.parse("64x"))
+    assert kept and line.endswith(f"limit {limit:,}: kept")
+    kept, line = budget.check(report(limit, 3802), budget.Budget.parse("64x"))
+    assert not kept and line.endswith("EXCEEDED")
+
+
+def test_choose_falls_back_to_hashing_where_its_technique_does_not_fit():
+    tiny = {"user_embedding": 30, "movie_embedding": 20}
+    choice = budget.choose(budget.Budget.parse("1024x"), tiny)
+    assert choice.technique == "hash" and choice.params <= choice.limit
+    assert "does not fit" in choice.why
