@@ -92,11 +92,20 @@ def latency_summary(seconds: Sequence[float]) -> dict:
 
 def peak_rss_bytes(pid="self") -> int:
     """The process's own peak RSS (VmHWM), which starts afresh at exec; 0 if unreadable."""
+    return _status_bytes("VmHWM", pid)
+
+
+def current_rss_bytes(pid="self") -> int:
+    """The process's resident memory now (VmRSS); 0 if unreadable."""
+    return _status_bytes("VmRSS", pid)
+
+
+def _status_bytes(field: str, pid) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
     return int(match[1]) * 1024 if match else 0
 
 

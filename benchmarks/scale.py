@@ -59,7 +59,9 @@ from trainer import model as model_lib
 from trainer import model_config
 from trainer.embeddings import qr_layer
 
-PARTS = ("steps", "pipeline")
+PARTS = ("steps", "lookup", "pipeline")
+# Vocabulary sizes of the serving lookup measured by the lookup part (a child each).
+LOOKUP_IDS = (1_000_000, 10_000_000)
 # name: (ratings, users, movies, min ratings per user) for components.synthetic.
 PIPELINE_SIZES = {
     "1m": (1_000_000, 6_040, 3_706, 20),
@@ -246,6 +248,63 @@ def curve(ids=CURVE_IDS, steps: int = CURVE_STEPS) -> dict:
     }
 
 
+def lookup_run(num_ids: int) -> dict:
+    """Seconds and memory to load a vocabulary of ``num_ids`` ids into a string->index table.
+
+    The table every process that applies the Transform graph builds (the
+    Trainer's reader, each Evaluator worker, TF Serving): one line
+    ``<count> <id>`` per id, keyed on the id, valued by line number.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "vocabulary")
+        ids = np.char.add("user_", np.arange(num_ids).astype(str))
+        counts = np.arange(num_ids, 0, -1).astype(str)
+        with open(path, "w") as f:
+            f.write("\n".join(np.char.add(np.char.add(counts, " "), ids)) + "\n")
+        del ids, counts
+        file_bytes = os.path.getsize(path)
+        rss_before = measure.current_rss_bytes()
+        started = time.perf_counter()
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                path,
+                key_dtype=tf.string,
+                key_index=1,
+                value_dtype=tf.int64,
+                value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+                delimiter=" ",
+            ),
+            default_value=-1,
+        )
+        load_seconds = time.perf_counter() - started
+        probe = tf.constant([f"user_{i}" for i in range(0, num_ids, max(1, num_ids // 512))])
+        found = table.lookup(probe).numpy()
+        table_bytes = measure.current_rss_bytes() - rss_before
+    return {
+        "ids": num_ids,
+        "file_mb": round(file_bytes / 2**20, 1),
+        "load_seconds": round(load_seconds, 2),
+        "table_gb": round(table_bytes / GIB, 3),
+        "bytes_per_id": round(table_bytes / num_ids, 1),
+        "all_found": bool((found >= 0).all()),
+        "peak_rss_gb": round(peak_rss_gb(), 3),
+    }
+
+
+def lookup_part(ids=LOOKUP_IDS) -> dict:
+    runs = []
+    for num_ids in ids:
+        command = [sys.executable, "-m", "benchmarks.scale", "--lookup-ids", str(num_ids)]
+        child = subprocess.run(command, capture_output=True, text=True, check=False)
+        lines = [line for line in child.stdout.splitlines() if line.startswith("SCALE_RESULT ")]
+        if child.returncode or not lines:
+            runs.append({"ids": num_ids, "failed": (child.stderr or "").strip()[-300:]})
+            continue
+        runs.append(json.loads(lines[-1].split(" ", 1)[1]))
+        print(f"lookup {num_ids:,} ids: {runs[-1]}", flush=True)
+    return {"lookup": runs}
+
+
 def pipeline_run(name: str, scratch: str, log_dir: str) -> dict:
     """One whole ``local_runner.py`` process on a generated set of size ``name``."""
     ratings, users, movies, min_per_user = PIPELINE_SIZES[name]
@@ -310,12 +369,16 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--ids", type=int, help="one user vocabulary size, in this process (default: the curve)"
     )
+    parser.add_argument("--lookup-ids", type=int, help="one vocabulary size of the lookup part")
     parser.add_argument("--out", default=RESULTS, help="the curve's results file")
     parser.add_argument("--path", choices=PATHS, default="qr_layer")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
+    if args.lookup_ids:
+        print("SCALE_RESULT " + json.dumps(lookup_run(args.lookup_ids)), flush=True)
+        return 0
     if args.ids is None:
         parts = args.part or PARTS
         sizes = args.sizes.split(",")
@@ -325,6 +388,8 @@ def main(argv=None) -> int:
         os.makedirs(args.log_dir, exist_ok=True)
         if "steps" in parts:
             merge_results(curve(steps=args.steps if args.steps != 300 else CURVE_STEPS), args.out)
+        if "lookup" in parts:
+            merge_results(lookup_part(), args.out)
         if "pipeline" in parts:
             merge_results(pipeline_part(sizes, args.log_dir), args.out)
         return 0

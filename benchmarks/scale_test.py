@@ -26,3 +26,10 @@ def test_a_pipeline_run_records_time_memory_and_every_component(tmp_path, monkey
     assert 0 < sum(run["components"].values()) < run["seconds"]
     assert run["peak_rss_gb"] > 0.1
     assert results["machine"]["cpu_model"]
+
+
+def test_the_lookup_part_loads_every_id_and_measures_its_table():
+    result = scale.lookup_run(20_000)
+    assert result["ids"] == 20_000 and result["all_found"]
+    assert result["load_seconds"] > 0 and result["file_mb"] > 0.2
+    assert result["peak_rss_gb"] > 0
