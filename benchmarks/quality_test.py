@@ -71,11 +71,12 @@ class _Data:
 def test_at_budget_counts_every_id_indexed_parameter():
     preset = quality.model_config.preset("qr_16x")
     ids = len(USERS) + len(MOVIES) + 2
+    hashed = {"type": "hash", "compression": 2}
     for budget in (8, 16, 64, 256):
-        config = quality.at_budget(preset, budget, USERS, MOVIES)
+        config = quality.at_budget(preset, budget, USERS, MOVIES, hashed)
         assert quality.id_params(config, USERS, MOVIES) <= ids * 65 / budget
     # Past 64x the biases are compressed; to 64x they stay full.
-    assert quality.at_budget(preset, 64, USERS, MOVIES).user_bias == {"type": "full"}
+    assert quality.at_budget(preset, 64, USERS, MOVIES, hashed).user_bias == {"type": "full"}
     assert quality.at_budget(preset, 128, USERS, MOVIES).user_bias["type"] != "full"
     # The legacy accounting (issue #4) counts the embeddings alone.
     assert quality.at_embedding_budget(preset, 32).user_embedding["compression"] == 8
