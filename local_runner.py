@@ -99,38 +99,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_ratings(args) -> tuple[str, movielens.Ratings]:
-    """The ratings the user asked for, and a short name for their folder."""
-    if args.data:
-        ratings = movielens.read_ratings(args.data)
-        print(f"Data: {ratings.source} ({ratings.format} format)")
-        return "local", ratings
-    if args.download:
-        folder = movielens.download_movielens(args.download, args.cache_dir)
-        print(f"Data: MovieLens {args.download} from {folder}")
-        return args.download, movielens.read_ratings(folder)
-    print(
-        "Data: the built-in SYNTHETIC MovieLens-shaped set (generated, not real MovieLens "
-        "ratings). Pass --data or --download for real data."
-    )
-    return "builtin", synthetic.generate_ratings()
-
-
 def prepare_data(args) -> str:
-    """Writes the chosen ratings as ExampleGen's CSV; returns its folder."""
-    name, ratings = load_ratings(args)
-    print(
-        f"      {len(ratings):,} ratings, {ratings.num_users:,} users, "
-        f"{ratings.num_movies:,} movies"
-    )
-    data_root = os.path.join(os.path.abspath(args.output_root), "data", name)
-    movielens.write_normalized_csv(ratings, os.path.join(data_root, "ratings.csv"))
+    """The ratings file ExampleGen reads; the built-in set is written as one first.
+
+    Only the file's header and first lines are read here
+    (``movielens.check_ratings_file``): ExampleGen reads and checks every row.
+    """
+    if not (args.data or args.download):
+        print(
+            "Data: the built-in SYNTHETIC MovieLens-shaped set (generated, not real MovieLens "
+            "ratings). Pass --data or --download for real data."
+        )
+        ratings = synthetic.generate_ratings()
+        print(
+            f"      {len(ratings):,} ratings, {ratings.num_users:,} users, "
+            f"{ratings.num_movies:,} movies"
+        )
+        path = os.path.join(os.path.abspath(args.output_root), "data", "builtin", "ratings.csv")
+        movielens.write_normalized_csv(ratings, path)
+        args.vocabulary_sizes = _vocabulary_sizes(ratings.num_users, ratings.num_movies)
+        return path
+    if args.data:
+        layout = movielens.check_ratings_file(args.data)
+        print(f"Data: {layout.path} ({layout.spec.name} format, {layout.size / 1e6:,.1f} MB)")
+    else:
+        folder = movielens.download_movielens(args.download, args.cache_dir)
+        layout = movielens.check_ratings_file(folder)
+        print(f"Data: MovieLens {args.download} from {folder}")
+    args.vocabulary_sizes = None
+    if getattr(args, "embedding_budget", None) is not None:
+        # Counting the ids reads the whole file: only a budget, fitted to them, pays for it.
+        args.vocabulary_sizes = _vocabulary_sizes(*movielens.count_ids(layout))
+    return layout.path
+
+
+def _vocabulary_sizes(num_users: int, num_movies: int) -> dict[str, int]:
     # An upper bound on the vocabularies Transform will read (the train split's).
-    args.vocabulary_sizes = {
-        "user_embedding": ratings.num_users + features.NUM_OOV_BUCKETS,
-        "movie_embedding": ratings.num_movies + features.NUM_OOV_BUCKETS,
+    return {
+        "user_embedding": num_users + features.NUM_OOV_BUCKETS,
+        "movie_embedding": num_movies + features.NUM_OOV_BUCKETS,
     }
-    return data_root
 
 
 def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
@@ -180,11 +188,6 @@ def run(args) -> int:
     """The run itself, with the output root held; bad input raises OSError/ValueError."""
     try:
         data_root = prepare_data(args)
-        # A small file can hash wholly into one split; Transform would fail on the other.
-        movielens.check_example_gen_splits(
-            os.path.join(data_root, "ratings.csv"),
-            [("train", configs.TRAIN_BUCKETS), ("eval", configs.EVAL_BUCKETS)],
-        )
         budget = cli.budget_choice(args, args.vocabulary_sizes)
         config = pipeline_config(args, data_root)
     except (OSError, ValueError) as e:
@@ -238,7 +241,12 @@ def run_pipeline(config: configs.PipelineConfig, con: console.Console, budget=No
     con.expect([component.id for component in pipeline.components])
     try:
         LocalDagRunner().run(pipeline)
-    except (DataAnomaliesError, SpecVocabularyError) as e:
+    except (
+        DataAnomaliesError,
+        SpecVocabularyError,
+        movielens.RatingsFormatError,
+        movielens.TooFewRatingsError,
+    ) as e:
         # The data, or a setting the vocabulary cannot honour: the user's to fix.
         con.failed(e, whole_message=True)
         return EXIT_BAD_INPUT

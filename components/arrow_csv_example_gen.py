@@ -1,35 +1,47 @@
-"""An ExampleGen for header CSV files that parses with Arrow instead of Beam.
+"""ExampleGen for ratings files: reads the user's files in byte ranges, as Beam work.
 
-TFX's ``CsvExampleGen`` parses in Beam, one row at a time: about 12k rows/s
-on two cores, 160 s for a million ratings. This component keeps its contract
-(the files under ``input_base``, hash-bucket splits from ``output_config``,
-gzipped TFRecords of ``tf.Example`` per split, the same span / version /
-fingerprint handling, because it reuses the file-based ExampleGen driver) but
-reads each file in blocks with ``pyarrow.csv``, encodes a whole block of
-examples at once (``tfx_bsl``'s Arrow-to-Example encoder) and assigns splits
-with a vectorised hash. A million ratings take a few seconds and memory stays
-at one block.
+The input is every file under ``input_base`` that the input pattern matches,
+each in a format of ``components.movielens.FORMATS`` (GroupLens ``u.data``,
+``ratings.dat``, ``ratings.csv``, or a ``user_id,movie_id,rating`` CSV), all
+in one format. ``input_base`` may also name one local file, e.g. ``u.data``
+in a MovieLens folder that holds other files.
 
-Column types are inferred as CsvExampleGen infers them, so the schema checks
-downstream see the same thing: integers become ``int64_list``, other numbers
-``float_list``, anything else ``bytes_list``; an empty cell is a feature with
-no values. A file whose header differs from the first file's, or a row that
-does not parse, stops the run with the file and the parser's reason.
+The executor reads only each file's size and header; the rest is a Beam
+pipeline, so Dataflow spreads it over workers:
 
-A row's split is the farmhash fingerprint of its cells (as text) modulo the
-total of the hash buckets, so it depends on the row's content only, not on
-its position, the file it is in or the block size.
+1. ``Create`` the ``(file, start, end)`` ranges of ``RANGE_BYTES`` and
+   ``Reshuffle`` them to the workers.
+2. For each range (``_WriteRange``): read the whole lines that start in it,
+   parse and check them (``movielens.parse_range``: Arrow, vectorised),
+   encode ``tf.Example``s (``user_id`` and ``movie_id`` bytes, ``rating``
+   float), send each row to the split its content hashes to, and write one
+   gzipped TFRecord shard per split. A shard is written under a temporary
+   name and then renamed, so a retried range replaces it whole.
+3. Each range reports its rows per split, or its first bad line, to a
+   summary file the executor reads after the pipeline.
+
+The executor then raises the earliest bad line (by file and line) as
+``movielens.RatingsFormatError``, a file set without ratings likewise, and
+``movielens.TooFewRatingsError`` when a split is empty (a small file can
+hash wholly into one): each names what the user must fix.
+
+A row's split is the farmhash fingerprint of ``user_id``, ``movie_id`` and
+the rating's text (Arrow's, of the rating as this project's CSV writes it)
+joined by ``\\x1f``, modulo the total of the hash buckets: it depends on the
+row's content only, not on its position, file, range or format, and it is
+the split the previous, single-process ExampleGen gave the same row.
 """
 
-import io
+import glob
+import json
 import os
-from collections.abc import Iterator
+import uuid
 from typing import Any
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import tensorflow as tf
 from absl import logging
 from tfx import types
@@ -41,26 +53,23 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
-from tfx_bsl.coders import example_coder
 
-# Output file inside each Split-<name> folder; TFX readers take any name.
-OUTPUT_FILE_NAME = "data_tfrecord-00000-of-00001.gz"
-# Bytes of CSV parsed per block: bounds memory and sets how often progress
-# is logged (about a million short rating rows per block).
-READ_BLOCK_BYTES = 32 << 20
+from components import features
+from components import movielens
 
-
-class CsvFormatError(ValueError):
-    """A CSV file that cannot become examples: the message names the file."""
+# Bytes of a file per unit of Beam work (read by tests at run time).
+RANGE_BYTES = movielens.RANGE_BYTES
+# Shards and range summaries are written here, inside the output artifact,
+# and removed once the executor has read them.
+_WORK_DIR = ".work"
+_SUMMARIES = "summaries"
+# zlib's fastest level: writing the examples costs a third of the default's
+# time for files about a sixth larger.
+_COMPRESSION = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=1)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Writes the split examples in this process; see the module docstring.
-
-    A Beam executor only because TFX's file-based ExampleGen is a Beam
-    component and accepts no other kind; it starts no Beam pipeline, so Beam
-    arguments (Dataflow included) do not change where it runs.
-    """
+    """Plans the ranges, runs the Beam pipeline, checks what it found."""
 
     def Do(
         self,
@@ -79,25 +88,51 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         )
         split_names, bucket_edges = split_buckets(input_config, output_config)
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        files = input_files(input_base, input_config.splits[0].pattern)
+        layouts = file_layouts(input_files(input_base, input_config.splits[0].pattern))
+        ranges = [
+            (file_index, start, end)
+            for file_index, layout in enumerate(layouts)
+            for start, end in movielens.byte_ranges(layout, RANGE_BYTES)
+        ]
 
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY]
         )
         examples.split_names = artifact_utils.encode_split_names(split_names)
-        counts = write_splits(
-            files,
-            {
-                name: os.path.join(artifact_utils.get_split_uri([examples], name), OUTPUT_FILE_NAME)
-                for name in split_names
-            },
-            bucket_edges,
+        split_dirs = [artifact_utils.get_split_uri([examples], name) for name in split_names]
+        work_dir = os.path.join(examples.uri, _WORK_DIR)
+        for folder in [*split_dirs, work_dir]:
+            tf.io.gfile.makedirs(folder)
+        write = _WriteRange(layouts, split_dirs, bucket_edges, work_dir, len(ranges))
+        try:
+            with self._make_beam_pipeline() as pipeline:
+                _ = (
+                    pipeline
+                    | "Ranges" >> beam.Create(list(enumerate(ranges)))
+                    | "Distribute" >> beam.Reshuffle()
+                    | "ParseAndWrite" >> beam.ParDo(write)
+                    | "Summaries"
+                    >> beam.io.WriteToText(
+                        os.path.join(work_dir, _SUMMARIES), file_name_suffix=".jsonl"
+                    )
+                )
+            summaries = _read_summaries(work_dir)
+        finally:
+            tf.io.gfile.rmtree(work_dir)
+        if len(summaries) != len(ranges):
+            raise RuntimeError(f"{len(summaries)} range summaries for {len(ranges)} ranges")
+        buckets = [(split.name, split.hash_buckets) for split in output_config.split_config.splits]
+        counts = check_counts(summaries, layouts, split_names, buckets)
+        logging.info(
+            "ArrowCsvExampleGen wrote %s examples from %d ranges of %s",
+            counts,
+            len(ranges),
+            ", ".join(layout.path for layout in layouts),
         )
-        logging.info("ArrowCsvExampleGen wrote %s examples", counts)
 
 
 class ArrowCsvExampleGen(example_gen_component.FileBasedExampleGen):
-    """CsvExampleGen's inputs and outputs, parsed with Arrow (see module docstring)."""
+    """Ratings files to split ``tf.Example``s, parsed in Beam (see the module docstring)."""
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
@@ -107,6 +142,12 @@ class ArrowCsvExampleGen(example_gen_component.FileBasedExampleGen):
         output_config: example_gen_pb2.Output | None = None,
         input_config: example_gen_pb2.Input | None = None,
     ):
+        if input_config is None and os.path.isfile(input_base):
+            # One file of a folder: the driver fingerprints what the pattern matches.
+            input_config = example_gen_utils.make_default_input_config(
+                glob.escape(os.path.basename(input_base))
+            )
+            input_base = os.path.dirname(os.path.abspath(input_base))
         super().__init__(
             input_base=input_base, input_config=input_config, output_config=output_config
         )
@@ -146,113 +187,157 @@ def input_files(input_base: str, pattern: str) -> list[str]:
     return files
 
 
-def write_splits(
-    files: list[str], outputs: dict[str, str], bucket_edges: np.ndarray
-) -> dict[str, int]:
-    """Streams every file into the split files; returns examples per split."""
-    names = list(outputs)
-    counts = dict.fromkeys(names, 0)
-    encoder = example_coder.RecordBatchToExamplesEncoder()
-    header = None
-    for path in outputs.values():
-        tf.io.gfile.makedirs(os.path.dirname(path))
-    writers = [tf.io.TFRecordWriter(outputs[name], options="GZIP") for name in names]
-    try:
-        for path in files:
-            for block in read_blocks(path):
-                if header is None:
-                    header = block.schema.names
-                elif block.schema.names != header:
-                    raise CsvFormatError(
-                        f"{path}: columns {block.schema.names} differ from {header} in {files[0]}"
-                    )
-                serialized = encoder.encode(as_feature_lists(block, path))
-                buckets = tf.strings.to_hash_bucket_fast(
-                    row_keys(block), int(bucket_edges[-1])
-                ).numpy()
-                split_of_row = np.searchsorted(bucket_edges, buckets, side="right")
-                for record, split in zip(serialized, split_of_row, strict=False):
-                    writers[split].write(record)
-                for split, count in enumerate(np.bincount(split_of_row, minlength=len(names))):
-                    counts[names[split]] += int(count)
-                logging.info("%s: %d rows so far", path, sum(counts.values()))
-    finally:
-        for writer in writers:
+def _open_gfile(path: str):
+    return tf.io.gfile.GFile(path, "rb")
+
+
+def file_layouts(files: list[str]) -> list[movielens.FileLayout]:
+    """Each file's format, header and size: the only reading outside Beam."""
+    layouts = []
+    for path in files:
+        if "://" not in path:
+            movielens.check_regular_file(path)  # a FIFO would block the read below
+        layout = movielens.ratings_layout(
+            path, open_binary=_open_gfile, size=tf.io.gfile.stat(path).length
+        )
+        if layouts and layout.spec != layouts[0].spec:
+            raise movielens.RatingsFormatError(
+                path,
+                f"is in the {layout.spec.name} format ({layout.spec.description}) but "
+                f"{layouts[0].path} is in the {layouts[0].spec.name} format; the files read "
+                "together must share one format",
+            )
+        layouts.append(layout)
+    return layouts
+
+
+class _WriteRange(beam.DoFn):
+    """One range's lines to split shards; yields its summary as a JSON line."""
+
+    def __init__(
+        self,
+        layouts: list[movielens.FileLayout],
+        split_dirs: list[str],
+        bucket_edges: np.ndarray,
+        work_dir: str,
+        num_ranges: int,
+    ):
+        self._layouts = layouts
+        self._split_dirs = split_dirs
+        self._bucket_edges = bucket_edges
+        self._work_dir = work_dir
+        self._num_ranges = num_ranges
+        self._encoder = None
+
+    def setup(self):
+        from tfx_bsl.coders import example_coder  # pylint: disable=g-import-not-at-top
+
+        self._encoder = example_coder.RecordBatchToExamplesEncoder()
+
+    def process(self, element):
+        index, (file_index, start, end) = element
+        layout = self._layouts[file_index]
+        summary = {"file": file_index, "start": start, "rows": [0] * len(self._split_dirs)}
+        try:
+            data, offset = movielens.read_range(layout, start, end, _open_gfile)
+            rows = movielens.parse_range(layout, data, offset, _open_gfile)
+        except movielens.RatingsFormatError as error:
+            summary["error"] = {
+                "path": error.path,
+                "problem": error.problem,
+                "line": error.line,
+                "field": error.field,
+            }
+            yield json.dumps(summary)
+            return
+        if len(rows):
+            splits = split_of_rows(rows, self._bucket_edges)
+            summary["rows"] = self._write(index, encode_examples(rows, self._encoder), splits)
+        yield json.dumps(summary)
+
+    def _write(self, index: int, serialized: list[bytes], splits: np.ndarray) -> list[int]:
+        temporary = [
+            os.path.join(self._work_dir, f"{index:05d}-{split}-{uuid.uuid4().hex}.gz")
+            for split in range(len(self._split_dirs))
+        ]
+        writers = {}
+        for record, split in zip(serialized, splits.tolist(), strict=True):
+            writer = writers.get(split)
+            if writer is None:
+                writer = writers[split] = tf.io.TFRecordWriter(temporary[split], _COMPRESSION)
+            writer.write(record)
+        for split, writer in writers.items():
             writer.close()
-    if sum(counts.values()) == 0:
-        raise CsvFormatError(f"No rows in {', '.join(files)}")
-    return counts
+            shard = f"data_tfrecord-{index:05d}-of-{self._num_ranges:05d}.gz"
+            tf.io.gfile.rename(
+                temporary[split], os.path.join(self._split_dirs[split], shard), overwrite=True
+            )
+        return np.bincount(splits, minlength=len(self._split_dirs)).tolist()
 
 
-def row_keys(block: pa.RecordBatch) -> np.ndarray:
-    """The row's cells as text, joined: what its split is hashed from.
+def encode_examples(rows: movielens.RangeRows, encoder) -> list[bytes]:
+    """Serialized ``tf.Example``s, one per row: the ids as bytes, the rating as a float."""
+    one_each = pa.array(np.arange(len(rows) + 1, dtype=np.int32))
+    columns = [rows.user_ids, rows.movie_ids, pa.array(rows.ratings, pa.float32())]
+    return encoder.encode(
+        pa.RecordBatch.from_arrays(
+            [pa.ListArray.from_arrays(one_each, values) for values in columns],
+            [features.USER_ID, features.MOVIE_ID, features.RATING],
+        )
+    )
+
+
+def split_of_rows(rows: movielens.RangeRows, bucket_edges: np.ndarray) -> np.ndarray:
+    """Each row's split: the hash of its content, over the cumulative bucket edges.
 
     Not the serialized example: the encoder writes an example's feature map
     in no fixed order, so the same row can serialize to different bytes.
     """
-    cells = [pc.fill_null(column.cast(pa.string()), "") for column in block.columns]
-    return pc.binary_join_element_wise(*cells, "\x1f").to_numpy(zero_copy_only=False)
+    # The rating as the earlier ExampleGen saw it: written as this project's
+    # CSV writes it, read back by Arrow as a double, cast to text ("4", "3.5").
+    texts = [float(movielens.format_rating(value)) for value in rows.rating_values]
+    rating_texts = pa.array(texts, pa.float64()).cast(pa.string()).cast(pa.binary())
+    keys = pc.binary_join_element_wise(
+        rows.user_ids,
+        rows.movie_ids,
+        rating_texts.take(pa.array(rows.rating_codes)),
+        pa.scalar(b"\x1f", pa.binary()),
+    )
+    buckets = tf.strings.to_hash_bucket_fast(
+        keys.to_numpy(zero_copy_only=False), int(bucket_edges[-1])
+    ).numpy()
+    return np.searchsorted(bucket_edges, buckets, side="right")
 
 
-def read_blocks(path: str) -> Iterator[pa.RecordBatch]:
-    # Column types are inferred from the first block; a later block whose
-    # values do not fit them fails with Arrow's reason, named below.
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        try:
-            reader = pa_csv.open_csv(
-                io.BufferedReader(_RawGFile(handle), buffer_size=1 << 20),
-                read_options=pa_csv.ReadOptions(block_size=READ_BLOCK_BYTES),
-                convert_options=pa_csv.ConvertOptions(
-                    strings_can_be_null=True, timestamp_parsers=[]
-                ),
-            )
-            _ = reader.schema.names  # An undecodable header fails here, not later.
-            yield from reader
-        except (pa.ArrowInvalid, UnicodeDecodeError) as error:
-            raise CsvFormatError(f"{path}: {error}") from None
+def _read_summaries(work_dir: str) -> list[dict]:
+    summaries = []
+    for path in tf.io.gfile.glob(os.path.join(work_dir, _SUMMARIES + "*")):
+        with tf.io.gfile.GFile(path) as handle:
+            summaries.extend(json.loads(line) for line in handle if line.strip())
+    return summaries
 
 
-class _RawGFile(io.RawIOBase):
-    """A GFile as the binary stream Arrow reads (GFile lacks ``readinto``).
-
-    GFile is what reaches every file system TFX runs on (local, gs://, ...).
-    """
-
-    def __init__(self, gfile: tf.io.gfile.GFile):
-        self._gfile = gfile
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self._gfile.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def as_feature_lists(block: pa.RecordBatch, path: str) -> pa.RecordBatch:
-    """One list per cell, of the tf.Example value type; empty for an empty cell."""
-    columns = []
-    for name, column in zip(block.schema.names, block.columns, strict=False):
-        columns.append(_one_value_lists(_feature_values(column, name, path)))
-    return pa.RecordBatch.from_arrays(columns, block.schema.names)
-
-
-def _feature_values(column: pa.Array, name: str, path: str) -> pa.Array:
-    kind = column.type
-    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
-        return column.cast(pa.int64())
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return column.cast(pa.float32())
-    if pa.types.is_null(kind):
-        return column.cast(pa.binary())
-    try:
-        return column.cast(pa.string()).cast(pa.binary())
-    except pa.ArrowInvalid as error:
-        raise CsvFormatError(f"{path}: column {name!r}: {error}") from None
-
-
-def _one_value_lists(values: pa.Array) -> pa.Array:
-    present = np.asarray(values.is_valid(), dtype=bool)
-    offsets = np.concatenate([[0], np.cumsum(present)]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), values.drop_null())
+def check_counts(
+    summaries: list[dict],
+    layouts: list[movielens.FileLayout],
+    split_names: list[str],
+    buckets: list[tuple[str, int]],
+) -> dict[str, int]:
+    """Examples per split; raises what the ranges found wrong, the earliest line first."""
+    errors = [summary for summary in summaries if "error" in summary]
+    if errors:
+        first = min(errors, key=lambda summary: (summary["file"], summary["start"]))["error"]
+        raise movielens.RatingsFormatError(
+            first["path"], first["problem"], line=first["line"], field=first["field"]
+        )
+    counts = np.sum([summary["rows"] for summary in summaries], axis=0).tolist()
+    if not sum(counts):
+        if len(layouts) == 1:
+            raise movielens.no_ratings_error(layouts[0])
+        raise movielens.RatingsFormatError(
+            os.path.dirname(layouts[0].path), f"no ratings in any of its {len(layouts)} files"
+        )
+    sizes = dict(zip(split_names, counts, strict=True))
+    if not all(counts):
+        raise movielens.too_few_ratings_error(sizes, buckets)
+    return sizes

@@ -19,25 +19,25 @@ accepts whatever a MovieLens variant or ``components.synthetic`` produced.
 the folder name decides; pass ``file_format="10m"`` or ``rating_scale`` to
 ``read_ratings`` when the folder was renamed.
 
-Ids are kept as strings with a ``user_`` / ``movie_`` prefix ("user_196")
-because CsvExampleGen infers INT64 for bare numeric ids. Ids in a
-``normalized`` file were written by ``write_normalized_csv`` and are taken
-verbatim. Ids are otherwise kept exactly as written (spaces and any Unicode
-included); only the rating has surrounding whitespace stripped before it is
-parsed as a number.
-
-Ids are kept as written or refused: a NUL byte anywhere is an error (pandas
-would end the id there), and so are ``normalized`` ids that ExampleGen's CSV
-type inference would not read as strings (all numbers, or ``NA``-like
-values it reads as missing). What is not a regular file (a FIFO, which would
-block), or is compressed, is refused before it is opened for reading.
+Ids of the GroupLens formats get a ``user_`` / ``movie_`` prefix ("user_196"),
+the names the models have always served; ids in a ``normalized`` file are
+taken verbatim. Ids are otherwise kept exactly as written (spaces and any
+Unicode included); only the rating has surrounding whitespace stripped
+before it is parsed as a number. A NUL byte anywhere is an error, and so is
+a line break inside a quoted field (rows are whole lines). What is not a
+regular file (a FIFO, which would block), or is compressed, is refused
+before it is opened for reading.
 
 Duplicate (user, movie) rows are all kept: each is treated as an
 independent observation (the GroupLens files contain none).
 
-Reading is a fast vectorised pass with pandas; when that pass meets anything
-unusual, a line-by-line pass reads the file again and either returns the same
-result or raises ``RatingsFormatError`` naming the file, line and field.
+A file is read in byte ranges of whole lines (``byte_ranges``, ``read_range``,
+``parse_range``), each on its own: ExampleGen parses them as Beam work
+(``components/arrow_csv_example_gen.py``), ``read_ratings`` one after the
+other. A range is parsed by a vectorised pass (Arrow); when that pass meets
+anything unusual, a line-by-line pass reads the range again and either
+returns the same rows or raises ``RatingsFormatError`` naming the file, line
+and field.
 """
 
 from __future__ import annotations
@@ -46,23 +46,25 @@ import csv
 import dataclasses
 import filecmp
 import http.client
-import io
 import math
 import os
+import posixpath
 import re
 import shutil
 import stat
 import tempfile
 import urllib.error
 import urllib.request
-import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 from tqdm import tqdm
 
 USER_PREFIX = "user_"
@@ -70,13 +72,12 @@ MOVIE_PREFIX = "movie_"
 NORMALIZED_COLUMNS = ("user_id", "movie_id", "rating")
 
 # Fewest ratings a run can take: ExampleGen must put at least one in the
-# train split and one in eval (``check_example_gen_splits`` tells, for a
-# small file, whether its hash split does).
+# train split and one in eval (``too_few_ratings_error``).
 MIN_RATINGS = 2
 
-# Large enough that pandas overhead is amortised, small enough that the
-# per-chunk Python string objects stay in the hundreds of megabytes on ML-25M.
-_CHUNK_ROWS = 1_000_000
+# Opens a path for reading bytes: ``open`` here, ``tf.io.gfile.GFile`` in
+# ExampleGen (any file system TFX runs on).
+OpenBinary = Callable[[str], BinaryIO]
 
 
 class RatingsFormatError(ValueError):
@@ -265,8 +266,8 @@ def find_ratings_file(path: os.PathLike | str) -> tuple[Path, str]:
             )
         if present:
             candidate = path / present[0]
-            _check_regular_file(candidate)
-            return candidate, _format_of_file(candidate)
+            check_regular_file(candidate)
+            return candidate, format_of_file(str(candidate))
         nested = sorted(
             str(sub)
             for sub in path.iterdir()
@@ -289,8 +290,8 @@ def find_ratings_file(path: os.PathLike | str) -> tuple[Path, str]:
             f"{path}: no such file or folder (expected a MovieLens folder or a ratings file: "
             f"{', '.join(RATINGS_FILE_NAMES)} or a CSV with header user_id,movie_id,rating)"
         )
-    _check_regular_file(path)
-    return path, _format_of_file(path)
+    check_regular_file(path)
+    return path, format_of_file(str(path))
 
 
 _SPECIAL_FILES = (
@@ -314,10 +315,11 @@ _COMPRESSED = (
     (b"7z\xbc\xaf\x27\x1c", "a 7z archive", "unpack it and pass the ratings file inside"),
 )
 _BZIP2 = re.compile(rb"BZh[1-9]1AY&SY")
+_BOM = b"\xef\xbb\xbf"
 
 
-def _check_regular_file(path: Path) -> None:
-    """Refuses what is not a plain, uncompressed file, before anything opens it."""
+def check_regular_file(path: os.PathLike | str) -> None:
+    """Refuses what is not a plain, uncompressed local file, before anything opens it."""
     try:
         mode = os.stat(path).st_mode
     except OSError as error:
@@ -330,7 +332,10 @@ def _check_regular_file(path: Path) -> None:
     if not stat.S_ISREG(mode):
         raise RatingsFormatError(path, "is not a regular file; pass a ratings file or a folder")
     with open(path, "rb") as handle:
-        start = handle.read(16)
+        _check_not_compressed(path, handle.read(16))
+
+
+def _check_not_compressed(path: os.PathLike | str, start: bytes) -> None:
     for magic, kind, fix in _COMPRESSED:
         if start.startswith(magic):
             raise RatingsFormatError(path, f"is {kind}; {fix}")
@@ -338,25 +343,41 @@ def _check_regular_file(path: Path) -> None:
         raise RatingsFormatError(path, "is compressed (bzip2); decompress it first (bunzip2)")
 
 
-def _format_of_file(path: Path) -> str:
-    name = path.name.lower()
-    if name == "u.data" or path.suffix.lower() in (".data", ".base", ".test"):
+def _open_local(path: str) -> BinaryIO:
+    return open(path, "rb")
+
+
+def format_of_file(path: str, open_binary: OpenBinary = _open_local) -> str:
+    """The format a file's name (and a CSV's header) says it is in.
+
+    Works on any path ``open_binary`` opens (``gs://`` included): only the
+    name, the parent folder's name and the first non-blank line are read.
+    """
+    name = posixpath.basename(path).lower()
+    suffix = posixpath.splitext(name)[1]
+    if name == "u.data" or suffix in (".data", ".base", ".test"):
         return "100k"
-    if path.suffix.lower() == ".dat":
-        return "10m" if path.parent.name.lower().startswith("ml-10m") else "1m"
-    if path.suffix.lower() == ".csv":
-        return _format_of_csv(path)
+    if suffix == ".dat":
+        folder = posixpath.basename(posixpath.dirname(path)).lower()
+        return "10m" if folder.startswith("ml-10m") else "1m"
+    if suffix == ".csv":
+        return _format_of_csv(path, open_binary)
     raise ValueError(
         f"{path}: unrecognised ratings file name (expected u.data, *.base, *.test, ratings.dat "
         f"or a .csv with header userId,movieId,rating,timestamp or user_id,movie_id,rating)"
     )
 
 
-def _format_of_csv(path: Path) -> str:
-    _check_not_empty(
-        path, "a CSV with header userId,movieId,rating,timestamp or user_id,movie_id,rating"
-    )
-    line, header = _read_header(path)
+def _format_of_csv(path: str, open_binary: OpenBinary) -> str:
+    first = _first_line(path, open_binary)
+    if first is None:
+        raise RatingsFormatError(
+            path,
+            "file is empty (expected a CSV with header userId,movieId,rating,timestamp or "
+            "user_id,movie_id,rating)",
+        )
+    line, raw, _ = first
+    header = _header_fields(path, line, raw)
     names = set(header)
     if names & {"userId", "movieId"}:
         return "csv"
@@ -370,113 +391,266 @@ def _format_of_csv(path: Path) -> str:
     )
 
 
-def _check_not_empty(path: Path, expected: str) -> None:
-    with open(path, "rb") as handle:
-        start = handle.read(64)
-    if not start.removeprefix(b"\xef\xbb\xbf").strip():
-        with open(path, "rb") as handle:
-            if not handle.read().removeprefix(b"\xef\xbb\xbf").strip():
-                raise RatingsFormatError(path, f"file is empty (expected {expected})")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_HEADER_READ_BYTES = 1 << 16
+_MORE = object()  # the first non-blank line is not whole yet: read on
 
 
-def _read_header(path: Path) -> tuple[int, list[str]]:
-    """The first non-blank CSV record, names stripped, and its line number."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            for record in reader:
-                if not _is_blank_record(record):
-                    return reader.line_num, [name.strip() for name in record]
-    except csv.Error as error:  # Python 3.10's csv refuses NUL bytes
-        raise RatingsFormatError(path, f"cannot read the header ({error})", line=1) from None
-    except UnicodeDecodeError:
-        raise RatingsFormatError(
-            path, "is not UTF-8 text", line=_first_undecodable_line(path)
-        ) from None
-    raise RatingsFormatError(path, "file is empty (expected a header line)")
+def _first_line(path: str, open_binary: OpenBinary) -> tuple[int, bytes, int] | None:
+    """(line number, bytes, offset after its end) of the first non-blank line, or None.
 
-
-def _is_blank_record(record: list[str]) -> bool:
-    # pandas skips lines holding nothing but spaces, so the careful pass must too.
-    return not record or (len(record) == 1 and not record[0].strip(" "))
-
-
-def _first_undecodable_line(path: Path) -> int | None:
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
-    return None
-
-
-def _check_no_nul(path: Path, spec: RatingsFormat) -> None:
-    """Refuses a NUL byte anywhere, naming its line and field.
-
-    pandas' parser ends a field at a NUL, so ``x\\0a`` and ``x\\0b`` would both
-    be read as ``x``; ids are kept as written or refused.
+    Blank lines hold nothing but spaces; a UTF-8 byte order mark is skipped.
+    Lines end at ``\\n``, ``\\r\\n`` or ``\\r``, as everywhere in this module.
     """
-    at, offset = None, 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_NUL_SCAN_BYTES):
-            found = chunk.find(b"\0")
-            if found >= 0:
-                at = offset + found
-                break
-            offset += len(chunk)
-    if at is None:
-        return
-    line, line_start, position = 1, 0, 0
-    with open(path, "rb") as handle:
-        while position < at:
-            chunk = handle.read(min(_NUL_SCAN_BYTES, at - position))
-            if chunk.count(b"\n"):
-                line += chunk.count(b"\n")
-                line_start = position + chunk.rindex(b"\n") + 1
-            position += len(chunk)
-        handle.seek(line_start)
-        text = handle.readline().decode("utf-8", "replace").rstrip("\r\n").lstrip("\ufeff")
-    field = _field_at(path, spec, text)
-    raise RatingsFormatError(
-        path,
-        "contains a NUL byte (\\0): remove it (ids are kept exactly as written, and a NUL "
-        "would cut one short)",
-        line=line,
-        field=field,
-    )
+    buffer = b""
+    with open_binary(path) as handle:
+        while True:
+            chunk = handle.read(max(_HEADER_READ_BYTES, len(buffer)))
+            buffer += chunk
+            found = _first_nonblank(buffer, at_end=not chunk)
+            if found is not _MORE:
+                return found
 
 
-_NUL_SCAN_BYTES = 1 << 24
+def _first_nonblank(buffer: bytes, at_end: bool):
+    position = len(_BOM) if buffer.startswith(_BOM) else 0
+    number = 0
+    while position < len(buffer):
+        found = _LINE_END.search(buffer, position)
+        # A "\r" at the end of what was read may be the start of "\r\n".
+        if not at_end and (found is None or found.end() == len(buffer)):
+            return _MORE
+        end, after = (found.start(), found.end()) if found else (len(buffer), len(buffer))
+        number += 1
+        if buffer[position:end].strip(b" "):
+            return number, buffer[position:end], after
+        position = after
+    return None if at_end else _MORE
 
 
-def _field_at(path: Path, spec: RatingsFormat, line_text: str) -> str | None:
-    """The column name of the first field holding a NUL in ``line_text``."""
-    marked = line_text.replace("\0", "\ufffe")
-    if spec.has_header:
-        fields = next(csv.reader([marked]), [])
-        try:
-            _, names = _read_header(path)
-        except csv.Error:  # the NUL is in the header itself
-            return None
-    else:
-        fields, names = marked.split(spec.delimiter), list(spec.columns)
-    for position, value in enumerate(fields):
-        if "\ufffe" in value and position < len(names):
-            return names[position]
-    return None
+def _header_fields(path: str, line: int, raw: bytes) -> list[str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RatingsFormatError(path, "is not UTF-8 text", line=line) from None
+    if "\0" in text:
+        raise RatingsFormatError(path, _NUL_PROBLEM, line=line)
+    return [name.strip() for name in next(csv.reader([text]))]
 
 
 # --------------------------------------------------------------------------
-# Reading
+# Reading: a file's layout from its first lines, then byte ranges of whole lines
+
+
+@dataclasses.dataclass(frozen=True)
+class FileLayout:
+    """What parsing any byte range of a ratings file needs, read from its first lines.
+
+    ``names`` are the fields' names for messages (the header's, or the
+    format's columns); ``data_start`` is the offset after the byte order mark
+    and the header.
+    """
+
+    path: str
+    spec: RatingsFormat
+    scale: RatingScale
+    names: tuple[str, ...]
+    user_at: int
+    movie_at: int
+    rating_at: int
+    data_start: int
+    size: int
+
+
+def ratings_layout(
+    path: os.PathLike | str,
+    file_format: str | None = None,
+    rating_scale: Sequence[float] | None = None,
+    *,
+    open_binary: OpenBinary = _open_local,
+    size: int | None = None,
+) -> FileLayout:
+    """The layout of a ratings file; refuses what its first lines show is wrong.
+
+    Reads the first bytes and the header only: a compressed file, an empty
+    one, an unknown format and a header without the columns stop here.
+    ``size`` defaults to the local file's.
+    """
+    path = str(path)
+    with open_binary(path) as handle:
+        start = handle.read(16)
+    _check_not_compressed(path, start)
+    name = file_format or format_of_file(path, open_binary)
+    if name not in FORMATS:
+        raise ValueError(f"unknown file_format {name!r}; known: {', '.join(FORMATS)}")
+    spec = FORMATS[name]
+    scale = spec.scale if rating_scale is None else RatingScale(*map(float, rating_scale))
+    first = _first_line(path, open_binary)
+    if first is None:
+        raise RatingsFormatError(path, f"file is empty (expected {spec.description})")
+    if spec.has_header:
+        line, raw, data_start = first
+        names = tuple(_header_fields(path, line, raw))
+        positions = _column_positions(path, spec, names, line)
+    else:
+        data_start = len(_BOM) if start.startswith(_BOM) else 0
+        names, positions = spec.columns, (0, 1, 2)
+    return FileLayout(
+        path=path,
+        spec=spec,
+        scale=scale,
+        names=names,
+        user_at=positions[0],
+        movie_at=positions[1],
+        rating_at=positions[2],
+        data_start=data_start,
+        size=os.path.getsize(path) if size is None else size,
+    )
+
+
+def _column_positions(
+    path: str, spec: RatingsFormat, header: Sequence[str], line: int
+) -> tuple[int, int, int]:
+    """The user, movie and rating fields' positions in a header."""
+    positions = []
+    for column in spec.columns:
+        found = [i for i, name in enumerate(header) if name == column]
+        if not found:
+            raise RatingsFormatError(
+                path,
+                f"missing column {column!r}: the header is {','.join(header)!r}, "
+                f"expected {spec.description}",
+                line=line,
+                field=column,
+            )
+        if len(found) > 1:
+            raise RatingsFormatError(
+                path,
+                f"column {column!r} appears {len(found)} times in the header",
+                line=line,
+                field=column,
+            )
+        positions.append(found[0])
+    return tuple(positions)
+
+
+# Bytes per range: about a million short rating lines, parsed at once.
+RANGE_BYTES = 32 << 20
+_SCAN_BYTES = 1 << 16
+
+
+def byte_ranges(layout: FileLayout, range_bytes: int = RANGE_BYTES) -> list[tuple[int, int]]:
+    """``[start, end)`` byte ranges covering the file's rows; at least one, maybe empty."""
+    edges = [*range(layout.data_start, layout.size, range_bytes), layout.size]
+    if len(edges) == 1:
+        return [(layout.data_start, layout.data_start)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def read_range(
+    layout: FileLayout, start: int, end: int, open_binary: OpenBinary = _open_local
+) -> tuple[bytes, int]:
+    """The whole lines that start in ``[start, end)``, and the offset of the first.
+
+    A line starts after a ``\\n`` (or at ``data_start``), so consecutive
+    ranges hold every line exactly once wherever their edges fall.
+    """
+    with open_binary(layout.path) as handle:
+        first = start
+        if start > layout.data_start:
+            handle.seek(start - 1)
+            first = start - 1
+            while True:
+                chunk = handle.read(_SCAN_BYTES)
+                found = chunk.find(b"\n")
+                if found >= 0 or not chunk:
+                    first += found + 1 if found >= 0 else len(chunk)
+                    break
+                first += len(chunk)
+        if first >= end:
+            return b"", first
+        handle.seek(first)
+        data = handle.read(end - first)
+        tail = []
+        if data and not data.endswith(b"\n"):
+            while chunk := handle.read(_SCAN_BYTES):
+                found = chunk.find(b"\n")
+                if found >= 0:
+                    tail.append(chunk[: found + 1])
+                    break
+                tail.append(chunk)
+    return data + b"".join(tail), first
+
+
+def lines_before(path: str, offset: int, open_binary: OpenBinary = _open_local) -> int:
+    """Line ends (``\\n``, ``\\r\\n``, ``\\r``) in the file's first ``offset`` bytes."""
+    count, remaining, carriage_return = 0, offset, False
+    with open_binary(path) as handle:
+        while remaining > 0 and (chunk := handle.read(min(_COUNT_BYTES, remaining))):
+            remaining -= len(chunk)
+            count += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            if carriage_return and chunk.startswith(b"\n"):
+                count -= 1  # a "\r\n" split between two reads
+            carriage_return = chunk.endswith(b"\r")
+    return count
+
+
+_COUNT_BYTES = 1 << 24
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RangeRows:
+    """The ratings of one byte range, ids as the examples hold them (with the format's prefix)."""
+
+    user_ids: pa.Array  # binary
+    movie_ids: pa.Array  # binary
+    rating_codes: np.ndarray  # int32, an index into rating_values per row
+    rating_values: np.ndarray  # float32, the rating of each distinct rating text
+
+    def __len__(self) -> int:
+        return len(self.rating_codes)
+
+    @property
+    def ratings(self) -> np.ndarray:
+        return self.rating_values[self.rating_codes]
+
+
+def parse_range(
+    layout: FileLayout, data: bytes, offset: int, open_binary: OpenBinary = _open_local
+) -> RangeRows:
+    """Parses and checks whole lines read at ``offset`` of the file (``read_range``).
+
+    A vectorised pass (Arrow) reads well-formed lines; when it meets anything
+    unusual, a line-by-line pass reads the range again and either returns the
+    same rows or raises ``RatingsFormatError`` naming the file, line and field.
+    Only then are the lines before ``offset`` counted, to number the line.
+    """
+    rows = _parse_vectorised(layout, data)
+    if rows is None:
+        rows = _parse_line_by_line(
+            layout, data, lambda: lines_before(layout.path, offset, open_binary) + 1
+        )
+    if not layout.spec.prefix_ids:
+        return rows
+    return dataclasses.replace(
+        rows,
+        user_ids=_prefixed(USER_PREFIX, rows.user_ids),
+        movie_ids=_prefixed(MOVIE_PREFIX, rows.movie_ids),
+    )
+
+
+def _prefixed(prefix: str, ids: pa.Array) -> pa.Array:
+    empty = pa.scalar(b"", pa.binary())
+    return pc.binary_join_element_wise(pa.scalar(prefix.encode(), pa.binary()), ids, empty)
+
+
+def no_ratings_error(layout: FileLayout) -> RatingsFormatError:
+    what = "a header but no data rows" if layout.spec.has_header else "only blank lines"
+    return RatingsFormatError(layout.path, f"no ratings: the file has {what}")
 
 
 class _BadField(Exception):
     """A field value that is wrong wherever it appears; carries the reason."""
-
-
-class _NeedsCarefulPass(Exception):
-    """The vectorised pass met something it cannot judge or locate."""
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -505,244 +679,197 @@ def _parse_rating(text: str, scale: RatingScale) -> float:
     return value
 
 
-def _check_id(text: str, kind: str) -> None:
-    if not text.strip():
-        raise _BadField(f"{kind} id is empty")
+class _RatingCodes:
+    """Each distinct rating text parsed once: ratings files hold a handful of them."""
 
-
-def read_ratings(
-    path: os.PathLike | str,
-    rating_scale: Sequence[float] | None = None,
-    *,
-    file_format: str | None = None,
-) -> Ratings:
-    """Read every rating in a MovieLens folder or ratings file.
-
-    Args:
-      path: a folder holding u.data / ratings.dat / ratings.csv, or the file.
-      rating_scale: ``(low, high)`` to accept any rating in that closed range
-        instead of the format's default scale (see the module docstring);
-        ``(low, high, step)`` also requires the rating to lie on that grid.
-      file_format: a key of ``FORMATS``, for a file whose name or folder does
-        not tell its format.
-
-    Raises:
-      FileNotFoundError: nothing at ``path``, or no ratings file in the folder.
-      RatingsFormatError: the content is malformed; the message names the file,
-        the 1-based line and the field.
-    """
-    file_path, detected = find_ratings_file(path)
-    name = file_format or detected
-    if name not in FORMATS:
-        raise ValueError(f"unknown file_format {name!r}; known: {', '.join(FORMATS)}")
-    spec = FORMATS[name]
-    scale = spec.scale if rating_scale is None else RatingScale(*map(float, rating_scale))
-    _check_not_empty(file_path, spec.description)
-    _check_no_nul(file_path, spec)
-    try:
-        return _read_vectorised(file_path, spec, scale)
-    except _NeedsCarefulPass:
-        return _read_line_by_line(file_path, spec, scale)
-
-
-class _Vocabulary:
-    """Maps id strings to dense codes so each distinct id is stored once."""
-
-    def __init__(self):
+    def __init__(self, scale: RatingScale):
+        self._scale = scale
         self._codes: dict[str, int] = {}
+        self._values: list[float] = []
 
-    def codes_for(self, values: np.ndarray, kind: str) -> np.ndarray:
-        local_codes, uniques = pd.factorize(values)
-        for text in uniques:
-            if not text.strip():
-                raise _BadField(f"{kind} id is empty")
-        codes = self._codes
-        global_codes = np.fromiter(
-            (codes.setdefault(text, len(codes)) for text in uniques),
-            dtype=np.int64,
-            count=len(uniques),
-        )
-        return global_codes[local_codes]
+    def code(self, text: str) -> int:
+        code = self._codes.get(text)
+        if code is None:
+            value = _parse_rating(text, self._scale)
+            code = self._codes[text] = len(self._values)
+            self._values.append(value)
+        return code
 
-    def texts(self) -> list[str]:
-        return list(self._codes)
-
-    def ids(self, codes: np.ndarray, prefix: str) -> np.ndarray:
-        strings = np.empty(len(self._codes), dtype=object)
-        strings[:] = [prefix + text for text in self._codes]
-        return strings[codes]
+    def values(self) -> np.ndarray:
+        return np.array(self._values, dtype=np.float32)
 
 
-def _assemble(
-    users: _Vocabulary,
-    user_codes: np.ndarray,
-    movies: _Vocabulary,
-    movie_codes: np.ndarray,
-    ratings: np.ndarray,
-    path: Path,
-    spec: RatingsFormat,
-) -> Ratings:
-    if not spec.prefix_ids:
-        for vocabulary, column in zip((users, movies), spec.columns, strict=False):
-            _check_ids_stay_strings(vocabulary.texts(), column, path)
-    return Ratings(
-        user_ids=users.ids(user_codes, USER_PREFIX if spec.prefix_ids else ""),
-        movie_ids=movies.ids(movie_codes, MOVIE_PREFIX if spec.prefix_ids else ""),
-        ratings=ratings.astype(np.float32),
-        source=str(path),
-        format=spec.name,
-    )
-
-
-# How ExampleGen (components/arrow_csv_example_gen.py) reads the CSV handed
-# to it: Arrow infers each column's type, and reads these cells as missing.
-_EXAMPLE_GEN_CONVERT_OPTIONS = dict(strings_can_be_null=True, timestamp_parsers=[])
-_ARROW_TYPE_NAMES = {"int64": "integers", "double": "numbers", "bool": "true/false values"}
-
-
-def _check_ids_stay_strings(texts: list[str], column: str, path: Path) -> None:
-    """Refuses ids that ExampleGen's type inference would not read as strings.
-
-    A ``user_id,movie_id,rating`` file's ids go to ExampleGen verbatim. If all
-    of a column's ids look like numbers, Arrow types the column as numbers and
-    the raw schema (strings) rejects it after ExampleGen and StatisticsGen
-    ran; an id such as ``NA`` or ``null`` would arrive as a missing value.
-    """
-    import pyarrow as pa  # pylint: disable=g-import-not-at-top
-    import pyarrow.csv as pa_csv  # pylint: disable=g-import-not-at-top
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")  # quoted as write_normalized_csv quotes
-    writer.writerow([column])
-    writer.writerows([text] for text in texts)
-    data = buffer.getvalue().encode("utf-8")
-    values = pa_csv.read_csv(
-        io.BytesIO(data),
-        read_options=pa_csv.ReadOptions(block_size=max(len(data), 1 << 20)),
-        convert_options=pa_csv.ConvertOptions(**_EXAMPLE_GEN_CONVERT_OPTIONS),
-    ).column(0)
-    if not pa.types.is_string(values.type):
-        kind = _ARROW_TYPE_NAMES.get(str(values.type), f"{values.type} values")
-        raise RatingsFormatError(
-            path,
-            f"ExampleGen's CSV reader would type this column as {kind} (every id looks like "
-            f"one, e.g. {texts[0]!r}), not as the strings the schema expects; "
-            f"write the ids with a prefix (e.g. {column.removesuffix('_id')}_{texts[0]}), or "
-            "give the file the GroupLens header userId,movieId,rating,timestamp, whose ids "
-            "are read as user_<id> and movie_<id>",
-            field=column,
-        )
-    if values.null_count:
-        missing = texts[values.to_pylist().index(None)]
-        raise RatingsFormatError(
-            path,
-            f"the id {missing!r} would reach ExampleGen as a missing value (its CSV reader takes "
-            "NA, null, NaN, N/A and the like for no value); rename it",
-            field=column,
-        )
-
-
-def _column_positions(path: Path, spec: RatingsFormat) -> tuple[int, int, int, int]:
-    """(user, movie, rating) field positions and the number of fields per row."""
-    if not spec.has_header:
-        return 0, 1, 2, len(spec.columns)
-    line, header = _read_header(path)
-    positions = []
-    for column in spec.columns:
-        found = [i for i, name in enumerate(header) if name == column]
-        if not found:
-            raise RatingsFormatError(
-                path,
-                f"missing column {column!r}: the header is {','.join(header)!r}, "
-                f"expected {spec.description}",
-                line=line,
-                field=column,
-            )
-        if len(found) > 1:
-            raise RatingsFormatError(
-                path,
-                f"column {column!r} appears {len(found)} times in the header",
-                line=line,
-                field=column,
-            )
-        positions.append(found[0])
-    return (*positions, len(header))
-
-
-def _read_vectorised(path: Path, spec: RatingsFormat, scale: RatingScale) -> Ratings:
-    user_at, movie_at, rating_at, width = _column_positions(path, spec)
-    if spec.delimiter == "::":
-        # pandas only splits on one character with its C parser; "a::b" on ':'
-        # gives a, '', b, so real fields sit at even positions.
-        separator, raw_width = ":", 2 * width - 1
-        user_at, movie_at, rating_at = 2 * user_at, 2 * movie_at, 2 * rating_at
-    else:
-        separator, raw_width = spec.delimiter, width
-    users, movies = _Vocabulary(), _Vocabulary()
-    user_parts, movie_parts, rating_parts = [], [], []
+def _parse_vectorised(layout: FileLayout, data: bytes) -> RangeRows | None:
+    """The range's rows, or None when anything needs the line-by-line pass."""
+    spec = layout.spec
+    if not data.strip(b"\r\n"):
+        return _rows([], [], [], _RatingCodes(layout.scale))
+    if b"\0" in data:
+        return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            reader = pd.read_csv(
-                path,
-                sep=separator,
-                header=0 if spec.has_header else None,
-                index_col=False,
-                dtype=str,
-                na_filter=False,
-                engine="c",
-                encoding="utf-8-sig",
-                quoting=csv.QUOTE_MINIMAL if spec.has_header else csv.QUOTE_NONE,
-                chunksize=_CHUNK_ROWS,
-            )
-            with reader:
-                for chunk in reader:
-                    if chunk.shape[1] != raw_width:
-                        raise _NeedsCarefulPass
-                    fields = [chunk.iloc[:, i].to_numpy(dtype=object) for i in range(raw_width)]
-                    for position, values in enumerate(fields):
-                        # pandas reads a missing trailing field as "", like an
-                        # empty one; only the careful pass can tell them apart.
-                        empty = values == ""
-                        if spec.delimiter == "::" and position % 2 == 1:
-                            if not empty.all():
-                                raise _NeedsCarefulPass
-                        elif empty.any():
-                            raise _NeedsCarefulPass
-                    user_parts.append(users.codes_for(fields[user_at], "user"))
-                    movie_parts.append(movies.codes_for(fields[movie_at], "movie"))
-                    rating_codes, rating_texts = pd.factorize(fields[rating_at])
-                    values = np.array([_parse_rating(text, scale) for text in rating_texts])
-                    rating_parts.append(values[rating_codes])
-    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, _BadField):
-        raise _NeedsCarefulPass from None
-    if not rating_parts or sum(len(part) for part in rating_parts) == 0:
-        raise _NeedsCarefulPass
-    return _assemble(
-        users,
-        np.concatenate(user_parts),
-        movies,
-        np.concatenate(movie_parts),
-        np.concatenate(rating_parts),
-        path,
-        spec,
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    delimiter = spec.delimiter
+    if len(delimiter) > 1:
+        # Arrow splits on one byte; "::" becomes a byte no ratings line holds.
+        if b"\x1f" in data:
+            return None
+        data, delimiter = data.replace(delimiter.encode(), b"\x1f"), "\x1f"
+    quoted = spec.has_header and b'"' in data
+    names = [f"f{i}" for i in range(len(layout.names))]
+    user, movie, rating = (names[at] for at in (layout.user_at, layout.movie_at, layout.rating_at))
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter,
+                # Headerless GroupLens files have no quoting: a quote is part of the id.
+                quote_char='"' if spec.has_header else False,
+                escape_char=False,
+                newlines_in_values=quoted,
+                ignore_empty_lines=True,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={
+                    user: pa.binary(),
+                    movie: pa.binary(),
+                    rating: pa.dictionary(pa.int32(), pa.string()),
+                },
+                include_columns=[user, movie, rating],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    ids = [table.column(name).combine_chunks() for name in (user, movie)]
+    for column in ids:
+        text = column.view(pa.string())
+        blank = pc.or_(pc.equal(pc.binary_length(column), 0), pc.utf8_is_space(text))
+        # A quoted line break would make one row of two lines; only whole lines are rows.
+        if column.null_count or pc.any(blank).as_py():
+            return None
+        if quoted and pc.any(pc.match_substring_regex(text, "[\r\n]")).as_py():
+            return None
+    ratings = _RatingCodes(layout.scale)
+    codes = []
+    try:
+        for chunk in table.column(rating).chunks:
+            texts = chunk.dictionary.to_pylist()
+            if chunk.null_count or (quoted and any("\n" in t or "\r" in t for t in texts)):
+                return None
+            mapping = np.array([ratings.code(text) for text in texts], dtype=np.int32)
+            codes.append(mapping[chunk.indices.to_numpy()])
+    except _BadField:
+        return None
+    return RangeRows(
+        user_ids=ids[0],
+        movie_ids=ids[1],
+        rating_codes=np.concatenate(codes) if codes else np.zeros(0, np.int32),
+        rating_values=ratings.values(),
     )
 
 
-def _records(handle, spec: RatingsFormat) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of each non-blank line, the header included."""
-    if spec.has_header:
-        reader = csv.reader(handle)
-        start = 1
-        for record in reader:
-            if not _is_blank_record(record):
-                yield start, record
-            start = reader.line_num + 1
-    else:
-        for number, line in enumerate(handle, 1):
-            text = line.rstrip("\r\n")
-            if text.strip(" "):
-                yield number, text.split(spec.delimiter)
+def _rows(users: list[str], movies: list[str], codes: list[int], ratings: _RatingCodes):
+    return RangeRows(
+        user_ids=pa.array(users, pa.string()).view(pa.binary()),
+        movie_ids=pa.array(movies, pa.string()).view(pa.binary()),
+        rating_codes=np.array(codes, dtype=np.int32),
+        rating_values=ratings.values(),
+    )
+
+
+_NUL_PROBLEM = (
+    "contains a NUL byte (\\0): remove it (ids are kept exactly as written, and a NUL "
+    "would cut one short)"
+)
+
+
+def _parse_line_by_line(
+    layout: FileLayout, data: bytes, first_line: Callable[[], int]
+) -> RangeRows:
+    """The range's rows, or the first bad line's ``RatingsFormatError``."""
+    users, movies, codes = [], [], []
+    ratings = _RatingCodes(layout.scale)
+    for index, raw in enumerate(data.splitlines()):
+        try:
+            row = _parse_line(layout, raw, ratings)
+        except _BadLine as bad:
+            raise RatingsFormatError(
+                layout.path, bad.problem, line=first_line() + index, field=bad.field
+            ) from None
+        if row is not None:
+            users.append(row[0])
+            movies.append(row[1])
+            codes.append(row[2])
+    return _rows(users, movies, codes, ratings)
+
+
+class _BadLine(Exception):
+    def __init__(self, problem: str, field: str | None = None):
+        super().__init__(problem)
+        self.problem = problem
+        self.field = field
+
+
+def _parse_line(
+    layout: FileLayout, raw: bytes, ratings: _RatingCodes
+) -> tuple[str, str, int] | None:
+    """(user, movie, rating code) of one line, None for a blank one; raises ``_BadLine``."""
+    spec, names, width = layout.spec, layout.names, len(layout.names)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadLine("is not UTF-8 text") from None
+    if "\0" in text:
+        marked = _fields(text.replace("\0", "\ufffe"), spec)
+        at = next((i for i, value in enumerate(marked) if "\ufffe" in value), width)
+        raise _BadLine(_NUL_PROBLEM, names[at] if at < width else None)
+    if not text.strip(" "):
+        return None
+    fields = _fields(text, spec)
+    if spec.has_header and _is_blank_record(fields):
+        return None
+    for at, value in enumerate(fields):
+        if "\n" in value:
+            raise _BadLine(
+                "a quoted field runs past the end of the line: close the quote (ids and "
+                "ratings cannot hold line breaks)",
+                names[at] if at < width else None,
+            )
+    if len(fields) != width:
+        if spec.has_header:
+            problem = f"expected {width} fields as in the header, found {len(fields)}"
+        else:
+            problem = (
+                f"expected {width} fields in the {spec.name} format "
+                f"({spec.description}), found {len(fields)}"
+            )
+        missing = names[len(fields)] if len(fields) < width else None
+        if missing:
+            problem += f"; missing {missing!r}"
+        raise _BadLine(problem + _delimiter_hint(fields, spec), missing)
+    for at, kind in ((layout.user_at, "user"), (layout.movie_at, "movie")):
+        if not fields[at].strip():
+            raise _BadLine(f"{kind} id is empty", names[at])
+    try:
+        code = ratings.code(fields[layout.rating_at])
+    except _BadField as bad:
+        raise _BadLine(str(bad), names[layout.rating_at]) from None
+    return fields[layout.user_at], fields[layout.movie_at], code
+
+
+def _fields(text: str, spec: RatingsFormat) -> list[str]:
+    if not spec.has_header:
+        return text.split(spec.delimiter)
+    # The line end makes a quote left open show: the field then holds it.
+    return next(csv.reader([text + "\n"]))
+
+
+def _is_blank_record(record: list[str]) -> bool:
+    return not record or (len(record) == 1 and not record[0].strip(" "))
 
 
 def _delimiter_hint(fields: list[str], spec: RatingsFormat) -> str:
@@ -758,72 +885,90 @@ def _delimiter_hint(fields: list[str], spec: RatingsFormat) -> str:
     )
 
 
-def _read_line_by_line(path: Path, spec: RatingsFormat, scale: RatingScale) -> Ratings:
-    user_texts, movie_texts, values = [], [], []
-    rating_cache: dict[str, float] = {}
-    user_at, movie_at, rating_at, width = 0, 1, 2, len(spec.columns)
-    names = list(spec.columns)
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            records = _records(handle, spec)
-            if spec.has_header:
-                # The header was checked by _column_positions; only skip it here.
-                _, header = next(records)
-                names = [name.strip() for name in header]
-                user_at, movie_at, rating_at = (names.index(column) for column in spec.columns)
-                width = len(names)
-            for line, fields in records:
-                if len(fields) != width:
-                    if spec.has_header:
-                        problem = f"expected {width} fields as in the header, found {len(fields)}"
-                    else:
-                        problem = (
-                            f"expected {width} fields in the {spec.name} format "
-                            f"({spec.description}), found {len(fields)}"
-                        )
-                    missing = names[len(fields)] if len(fields) < width else None
-                    if missing:
-                        problem += f"; missing {missing!r}"
-                    raise RatingsFormatError(
-                        path, problem + _delimiter_hint(fields, spec), line=line, field=missing
-                    )
-                for position, kind in ((user_at, "user"), (movie_at, "movie")):
-                    try:
-                        _check_id(fields[position], kind)
-                    except _BadField as error:
-                        raise RatingsFormatError(
-                            path, str(error), line=line, field=names[position]
-                        ) from None
-                text = fields[rating_at]
-                value = rating_cache.get(text)
-                if value is None:
-                    try:
-                        value = rating_cache[text] = _parse_rating(text, scale)
-                    except _BadField as error:
-                        raise RatingsFormatError(
-                            path, str(error), line=line, field=names[rating_at]
-                        ) from None
-                user_texts.append(fields[user_at])
-                movie_texts.append(fields[movie_at])
-                values.append(value)
-    except UnicodeDecodeError:
-        raise RatingsFormatError(
-            path, "is not UTF-8 text", line=_first_undecodable_line(path)
-        ) from None
-    if not values:
-        what = "a header but no data rows" if spec.has_header else "only blank lines"
-        raise RatingsFormatError(path, f"no ratings: the file has {what}")
-    users, movies = _Vocabulary(), _Vocabulary()
-    user_codes = users.codes_for(np.array(user_texts, dtype=object), "user")
-    movie_codes = movies.codes_for(np.array(movie_texts, dtype=object), "movie")
-    return _assemble(users, user_codes, movies, movie_codes, np.array(values), path, spec)
+# Bytes of a file's rows the runner checks before the pipeline starts: a
+# mistake in the first lines (or anywhere in a small file) stops the run at once.
+PREVIEW_BYTES = 1 << 20
+
+
+def check_ratings_file(path: os.PathLike | str) -> FileLayout:
+    """Finds the ratings file at ``path`` and checks its header and first lines.
+
+    The cheap checks, before any pipeline runs: the file exists, is a regular
+    uncompressed file in a known format with the columns it needs, and its
+    first ``PREVIEW_BYTES`` parse (the whole file when it is that small, so a
+    file without ratings stops here too). ExampleGen checks every row.
+    """
+    file_path, name = find_ratings_file(path)
+    layout = ratings_layout(file_path, name)
+    end = min(layout.size, layout.data_start + PREVIEW_BYTES)
+    rows = parse_range(layout, *read_range(layout, layout.data_start, end))
+    if not len(rows) and end >= layout.size:
+        raise no_ratings_error(layout)
+    return layout
+
+
+def count_ids(layout: FileLayout) -> tuple[int, int]:
+    """Distinct users and movies in the whole file; reads and checks every row."""
+    users, movies = [], []
+    for edges in byte_ranges(layout):
+        part = parse_range(layout, *read_range(layout, *edges))
+        # Large offsets: the distinct ids of a huge file may pass 2 GB.
+        users.append(pc.unique(part.user_ids).cast(pa.large_binary()))
+        movies.append(pc.unique(part.movie_ids).cast(pa.large_binary()))
+    if not sum(len(part) for part in users):
+        raise no_ratings_error(layout)
+    return tuple(len(pc.unique(pa.concat_arrays(ids))) for ids in (users, movies))
+
+
+def read_ratings(
+    path: os.PathLike | str,
+    rating_scale: Sequence[float] | None = None,
+    *,
+    file_format: str | None = None,
+) -> Ratings:
+    """Read every rating in a MovieLens folder or ratings file, in this process.
+
+    The pipeline reads files in ExampleGen; this is for benchmarks and tests,
+    with the same parsing and checks.
+
+    Args:
+      path: a folder holding u.data / ratings.dat / ratings.csv, or the file.
+      rating_scale: ``(low, high)`` to accept any rating in that closed range
+        instead of the format's default scale (see the module docstring);
+        ``(low, high, step)`` also requires the rating to lie on that grid.
+      file_format: a key of ``FORMATS``, for a file whose name or folder does
+        not tell its format.
+
+    Raises:
+      FileNotFoundError: nothing at ``path``, or no ratings file in the folder.
+      RatingsFormatError: the content is malformed; the message names the file,
+        the 1-based line and the field.
+    """
+    file_path, detected = find_ratings_file(path)
+    layout = ratings_layout(file_path, file_format or detected, rating_scale)
+    parts = [parse_range(layout, *read_range(layout, *edges)) for edges in byte_ranges(layout)]
+    if not sum(len(part) for part in parts):
+        raise no_ratings_error(layout)
+    return Ratings(
+        user_ids=np.concatenate([_strings(part.user_ids) for part in parts]),
+        movie_ids=np.concatenate([_strings(part.movie_ids) for part in parts]),
+        ratings=np.concatenate([part.ratings for part in parts]),
+        source=str(file_path),
+        format=layout.spec.name,
+    )
+
+
+def _strings(ids: pa.Array) -> np.ndarray:
+    """The ids as ``str`` objects, each distinct id one object, as a vocabulary holds them."""
+    encoded = ids.view(pa.string()).dictionary_encode()
+    return encoded.dictionary.to_numpy(zero_copy_only=False)[encoded.indices.to_numpy()]
 
 
 # --------------------------------------------------------------------------
 # Writing
 
 
-def _format_rating(value: np.float32) -> str:
+def format_rating(value: np.float32) -> str:
     # trim="0" keeps one digit after the point, so 4 is written "4.0" and
     # CsvExampleGen infers FLOAT for the column.
     return np.format_float_positional(value, unique=True, trim="0")
@@ -845,7 +990,7 @@ def write_normalized_csv(ratings: Ratings, path: os.PathLike | str) -> Path:
         raise ValueError(f"{path}: refusing to write non-finite ratings")
     path.parent.mkdir(parents=True, exist_ok=True)
     distinct, inverse = np.unique(ratings.ratings, return_inverse=True)
-    texts = np.array([_format_rating(value) for value in distinct], dtype=object)[inverse]
+    texts = np.array([format_rating(value) for value in distinct], dtype=object)[inverse]
     descriptor, temp_name = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
@@ -867,85 +1012,23 @@ def write_normalized_csv(ratings: Ratings, path: os.PathLike | str) -> Path:
     return path
 
 
-# Files with more rows than this are not split-checked: with n distinct rows
-# the chance that one of an 85/15 hash split's sides is empty is below
-# 0.85 ** n, 1e-70 for 1,000.
-SPLIT_CHECK_MAX_ROWS = 1000
-
-
 class TooFewRatingsError(ValueError):
-    """The ratings would leave ExampleGen's train or eval split empty."""
+    """The ratings leave ExampleGen's train or eval split empty."""
 
 
-def _fingerprint64(data: bytes) -> int:
-    """farmhash's Fingerprint64, which ExampleGen's tf.strings.to_hash_bucket_fast computes.
-
-    pyfarmhash rather than TensorFlow: the runner checks a small file's split
-    before any TensorFlow import.
-    """
-    import farmhash  # pylint: disable=g-import-not-at-top
-
-    return farmhash.fingerprint64(data.decode("utf-8"))
-
-
-def example_gen_split_sizes(
-    path: os.PathLike | str, split_buckets: Sequence[tuple[str, int]]
-) -> dict[str, int] | None:
-    """Rows per split as ExampleGen's hash split will cut a CSV written here.
-
-    ``components/arrow_csv_example_gen.py`` sends a row to the split of
-    ``Fingerprint64(its cells as Arrow text, joined by \\x1f) % total buckets``;
-    this does the same without TensorFlow. Returns None, reading at most
-    ``SPLIT_CHECK_MAX_ROWS`` lines, for a larger file.
-
-    Args:
-      path: a CSV written by ``write_normalized_csv``.
-      split_buckets: ``[(split name, hash buckets), ...]`` in ExampleGen's
-        order, e.g. ``[("train", 17), ("eval", 3)]``.
-    """
-    import pyarrow as pa  # pylint: disable=g-import-not-at-top
-    import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
-    import pyarrow.csv as pa_csv  # pylint: disable=g-import-not-at-top
-
-    with open(path, "rb") as handle:
-        lines = [line for _, line in zip(range(SPLIT_CHECK_MAX_ROWS + 2), handle, strict=False)]
-    if len(lines) > SPLIT_CHECK_MAX_ROWS + 1:
-        return None
-    table = pa_csv.read_csv(
-        io.BytesIO(b"".join(lines)),
-        convert_options=pa_csv.ConvertOptions(**_EXAMPLE_GEN_CONVERT_OPTIONS),
-    )
-    names = [name for name, _ in split_buckets]
-    sizes = dict.fromkeys(names, 0)
-    if table.num_rows == 0:
-        return sizes
-    # arrow_csv_example_gen.row_keys, on the whole table.
-    cells = [pc.fill_null(column.cast(pa.string()), "") for column in table.columns]
-    keys = pc.binary_join_element_wise(*cells, "\x1f").to_pylist()
-    edges = np.cumsum([buckets for _, buckets in split_buckets])
-    buckets = np.array([_fingerprint64(key.encode()) % int(edges[-1]) for key in keys])
-    for split in np.searchsorted(edges, buckets, side="right"):
-        sizes[names[split]] += 1
-    return sizes
-
-
-def check_example_gen_splits(
-    path: os.PathLike | str, split_buckets: Sequence[tuple[str, int]]
-) -> None:
-    """Raises ``TooFewRatingsError`` when a split of the CSV would be empty.
+def too_few_ratings_error(
+    sizes: dict[str, int], split_buckets: Sequence[tuple[str, int]]
+) -> TooFewRatingsError:
+    """The error for splits of these sizes, some empty: what happened and what to do.
 
     ExampleGen assigns each row by a hash of its content, so a small file
-    can land wholly in one split, and Transform or the Trainer then fails on
-    the other ("No examples in ...Split-eval"). Only files of at most
-    ``SPLIT_CHECK_MAX_ROWS`` rows are read.
+    can land wholly in one split, and Transform or the Trainer would then
+    fail on the other ("No examples in ...Split-eval").
     """
-    sizes = example_gen_split_sizes(path, split_buckets)
-    if sizes is None or all(sizes.values()):
-        return
     total = sum(sizes.values())
     empty = [name for name, size in sizes.items() if not size]
     shares = ", ".join(f"{name} {buckets}" for name, buckets in split_buckets)
-    raise TooFewRatingsError(
+    return TooFewRatingsError(
         f"too few ratings to split into {' and '.join(name for name, _ in split_buckets)}: "
         f"ExampleGen splits rows by a hash of their content ({shares} buckets) and none of "
         f"these {total} lands in {' or '.join(empty)}; add ratings (at least {MIN_RATINGS} "

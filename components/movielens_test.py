@@ -275,23 +275,38 @@ VALID_ODDITIES = [
     ("u.data", "1\t2\t3\t4\r5\t6\t2\t4\r"),  # old Mac line endings
     ("u.data", '"1"\t2\t3\t4\n'),  # no quoting in tab files: the quotes are part of the id
     ("ratings.dat", "1::2::3::4\n\n10::20::5::40\n"),
-    ("x.csv", 'user_id,movie_id,rating\n"a,b","say ""hi""",4.0\n"multi\nline",m,2.5\nu, m ,3\n'),
+    ("x.csv", 'user_id,movie_id,rating\n"a,b","say ""hi""",4.0\n"two\tparts",m,2.5\nu, m ,3\n'),
     ("x.csv", "user_id,movie_id,rating,note\nu,m,4.0,\nv,n,1.0,x\n"),
 ]
 
 
 @pytest.mark.parametrize("name, content", VALID_ODDITIES)
 def test_fast_and_careful_passes_agree(tmp_path, name, content):
-    path = write(tmp_path / name, content)
+    layout, data = _whole_file(write(tmp_path / name, content))
+    whole = movielens.parse_range(layout, data, layout.data_start)
+    assert_same(read_ratings(layout.path), _as_ratings(whole, layout))
+    careful = movielens._parse_line_by_line(layout, data, lambda: 1)
+    fast = movielens._parse_vectorised(layout, data)
+    if fast is not None:
+        assert_same(_as_ratings(fast, layout), _as_ratings(careful, layout))
+
+
+def _whole_file(path: Path) -> tuple[movielens.FileLayout, bytes]:
     file_path, format_name = find_ratings_file(path)
-    spec = movielens.FORMATS[format_name]
-    careful = movielens._read_line_by_line(file_path, spec, spec.scale)
-    assert_same(read_ratings(path), careful)
-    try:
-        fast = movielens._read_vectorised(file_path, spec, spec.scale)
-    except movielens._NeedsCarefulPass:
-        return
-    assert_same(fast, careful)
+    layout = movielens.ratings_layout(file_path, format_name)
+    data, offset = movielens.read_range(layout, layout.data_start, layout.size)
+    assert offset == layout.data_start
+    return layout, data
+
+
+def _as_ratings(rows: movielens.RangeRows, layout: movielens.FileLayout) -> Ratings:
+    return Ratings(
+        movielens._strings(rows.user_ids),
+        movielens._strings(rows.movie_ids),
+        rows.ratings,
+        layout.path,
+        layout.spec.name,
+    )
 
 
 def test_quoted_csv_ids(tmp_path):
@@ -333,12 +348,93 @@ def test_real_movielens_100k():
     assert ratings.user_ids[0] == "user_196" and ratings.movie_ids[0] == "movie_242"
 
 
+# --- byte ranges: the unit of ExampleGen's work -------------------------------
+
+# BOM, CRLF and LF endings, blank lines, a last line without an end.
+RANGED = (
+    "\ufeff"
+    + "".join(
+        f"{u}\t{m}\t{1 + (u + m) % 5}\t0{end}"
+        for u, m, end in ((u, u % 7, "\r\n" if u % 3 else "\n") for u in range(40))
+    ).replace("\t0\r\n1\t", "\t0\r\n\n  \n1\t")
+    + "41\t1\t2\t0"
+)
+
+
+def _read_in_ranges(layout, range_bytes):
+    parts = [
+        movielens.parse_range(layout, *movielens.read_range(layout, start, end))
+        for start, end in movielens.byte_ranges(layout, range_bytes)
+    ]
+    return [
+        (user, movie, rating)
+        for part in parts
+        for user, movie, rating in zip(
+            part.user_ids.to_pylist(), part.movie_ids.to_pylist(), part.ratings, strict=True
+        )
+    ]
+
+
+@pytest.mark.parametrize("range_bytes", [1, 2, 3, 7, 29, 64, 1 << 20])
+def test_ranges_hold_every_line_once_wherever_their_edges_fall(tmp_path, range_bytes):
+    path = write(tmp_path / "u.data", RANGED)
+    layout = movielens.ratings_layout(path)
+    whole = read_ratings(path)
+    rows = _read_in_ranges(layout, range_bytes)
+    assert [user.decode() for user, _, _ in rows] == whole.user_ids.tolist()
+    assert [movie.decode() for _, movie, _ in rows] == whole.movie_ids.tolist()
+    assert [rating for _, _, rating in rows] == whole.ratings.tolist()
+    assert len(rows) == 41
+
+
+@pytest.mark.parametrize("range_bytes", [1, 5, 17, 1 << 20])
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+def test_a_bad_line_in_a_later_range_is_numbered_exactly(tmp_path, range_bytes, ending):
+    lines = ["userId,movieId,rating,timestamp", ""] + [f"{i},{i % 9},4.0,1" for i in range(30)]
+    lines[25] = "25,9,four,1"
+    path = write(tmp_path / "ratings.csv", ending.join(lines) + ending)
+    layout = movielens.ratings_layout(path)
+    with pytest.raises(RatingsFormatError) as caught:
+        _read_in_ranges(layout, range_bytes)
+    assert (caught.value.line, caught.value.field) == (26, "rating")
+    assert "'four' is not a number" in str(caught.value)
+
+
+def test_a_quoted_line_break_is_refused_naming_line_and_field(tmp_path):
+    path = write(tmp_path / "x.csv", 'user_id,movie_id,rating\nu,m,4.0\n"multi\nline",m,2.5\n')
+    error = format_error(path)
+    assert (error.line, error.field) == (3, "user_id")
+    assert "cannot hold line breaks" in str(error)
+
+
+def test_the_runner_checks_the_header_and_first_lines_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(movielens, "PREVIEW_BYTES", 64)
+    good = "".join(f"{i}\t{i}\t3\t0\n" for i in range(40))
+    layout = movielens.check_ratings_file(
+        write(tmp_path / "late" / "u.data", good + "1\t2\tx\t0\n")
+    )
+    assert (layout.spec.name, layout.size) == ("100k", len(good) + 8)
+    with pytest.raises(RatingsFormatError, match="line 2, field 'rating'"):
+        movielens.check_ratings_file(
+            write(tmp_path / "early" / "u.data", "1\t2\t3\t0\n1\t2\tx\t0\n")
+        )
+    with pytest.raises(RatingsFormatError, match="no ratings: the file has a header"):
+        movielens.check_ratings_file(write(tmp_path / "empty" / "ratings.csv", GL + "\n"))
+
+
+def test_count_ids_counts_distinct_ids_over_every_range(tmp_path, monkeypatch):
+    monkeypatch.setattr(movielens, "RANGE_BYTES", 16)
+    path = write(tmp_path / "u.data", "".join(f"{i % 7}\t{i % 3}\t3\t0\n" for i in range(50)))
+    layout = movielens.ratings_layout(path)
+    assert movielens.count_ids(layout) == (7, 3)
+
+
 # --- writing -------------------------------------------------------------------
 
 
 def test_write_normalized_csv_round_trips_awkward_ids(tmp_path):
     original = Ratings(
-        user_ids=["user_1", "a,b", 'say "hi"', "Zoë", "multi\nline"],
+        user_ids=["user_1", "a,b", 'say "hi"', "Zoë", "tab\tin"],
         movie_ids=["movie_1", "movie_2", "movie,3", "movie_4", "m"],
         ratings=[4, 3.5, 1, 5, 0.5],
         source="test",
@@ -466,10 +562,8 @@ def test_download_rejects_a_non_zip(tmp_path):
     ],
 )
 def test_well_formed_files_take_the_vectorised_pass(tmp_path, name, content, rows):
-    path = write(tmp_path / name, content)
-    file_path, format_name = find_ratings_file(path)
-    spec = movielens.FORMATS[format_name]
-    assert len(movielens._read_vectorised(file_path, spec, spec.scale)) == rows
+    layout, data = _whole_file(write(tmp_path / name, content))
+    assert len(movielens._parse_vectorised(layout, data)) == rows
 
 
 def test_rewriting_identical_ratings_keeps_the_file_and_its_mtime(tmp_path):
@@ -513,28 +607,20 @@ def test_nul_byte_in_a_rating_or_the_header(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, column, kind",
+    "content, users, movies",
     [
-        ("user_id,movie_id,rating\n196,m1,3.0\n186,m2,3.0\n", "user_id", "integers"),
-        ("user_id,movie_id,rating\nu1,1.5,3.0\nu2,2,3.0\n", "movie_id", "numbers"),
-        ("user_id,movie_id,rating\nu1,true,3.0\nu2,false,3.0\n", "movie_id", "true/false"),
+        ("user_id,movie_id,rating\n196,m1,3.0\n186,m2,3.0\n", ["196", "186"], ["m1", "m2"]),
+        ("user_id,movie_id,rating\nu1,1.5,3.0\nu2,2,3.0\n", ["u1", "u2"], ["1.5", "2"]),
+        ("user_id,movie_id,rating\nu1,true,3.0\nu2,NA,3.0\n", ["u1", "u2"], ["true", "NA"]),
     ],
 )
-def test_normalized_csv_refuses_ids_exampleGen_would_not_read_as_strings(
-    tmp_path, content, column, kind
+def test_normalized_csv_ids_that_look_like_numbers_or_missing_values_are_kept(
+    tmp_path, content, users, movies
 ):
-    error = format_error(write(tmp_path / "r.csv", content))
-    message = str(error)
-    assert error.field == column and kind in message
-    # The hint says what to do: a prefix, or the GroupLens header.
-    assert "prefix" in message and "userId,movieId,rating,timestamp" in message
-
-
-def test_normalized_csv_refuses_an_id_exampleGen_would_read_as_missing(tmp_path):
-    error = format_error(
-        write(tmp_path / "r.csv", "user_id,movie_id,rating\nu1,NA,3.0\nu2,m,1.0\n")
-    )
-    assert error.field == "movie_id" and "'NA'" in str(error) and "missing" in str(error)
+    # ExampleGen writes every id as bytes, whatever it looks like: no type inference.
+    ratings = read_ratings(write(tmp_path / "r.csv", content))
+    assert ratings.user_ids.tolist() == users
+    assert ratings.movie_ids.tolist() == movies
 
 
 def test_numeric_ids_mixed_with_others_and_grouplens_ids_are_kept(tmp_path):
@@ -623,67 +709,14 @@ def test_out_of_scale_hint_names_what_a_user_can_do():
         assert "rescaled" in message and "half stars" in message
 
 
-# --- ExampleGen's split ---------------------------------------------------------
-
-SPLITS = [("train", 17), ("eval", 3)]
+# --- the split-size message (ExampleGen raises it) ---------------------------
 
 
-def _normalized(tmp_path, n, name="ratings.csv"):
-    ratings = Ratings(
-        [f"user_{i % 7}" for i in range(n)],
-        [f"movie_{i}" for i in range(n)],
-        [1.0 + (i % 9) / 2 for i in range(n)],
-        source="test",
-        format="normalized",
-    )
-    return write_normalized_csv(ratings, tmp_path / name)
-
-
-def test_split_sizes_match_arrow_csv_example_gen(tmp_path):
-    """The runner's pre-check hashes rows exactly as ExampleGen will."""
-    import tensorflow as tf
-
-    from components import arrow_csv_example_gen
-
-    for n in (1, 5, 60, 400):
-        path = _normalized(tmp_path, n, f"{n}.csv")
-        block = next(iter(arrow_csv_example_gen.read_blocks(str(path))))
-        buckets = tf.strings.to_hash_bucket_fast(arrow_csv_example_gen.row_keys(block), 20)
-        split = np.searchsorted(np.cumsum([17, 3]), buckets.numpy(), side="right")
-        expected = np.bincount(split, minlength=2).tolist()
-        assert list(movielens.example_gen_split_sizes(path, SPLITS).values()) == expected
-
-
-def test_fingerprint64_is_tensorflows():
-    """Every length path of farmhash (0-16, 17-32, 33-64, longer) and multi-byte UTF-8."""
-    import tensorflow as tf
-
-    rng = np.random.default_rng(0)
-    alphabet = list("abcxyz_019,\x1f ") + ["ü", "用"]
-    texts = ["".join(rng.choice(alphabet, n)) for n in [*range(0, 130), 200, 1000, 2047]]
-    largest = 2**63 - 1  # to_hash_bucket_fast returns fingerprint % buckets, an int64
-    expected = tf.strings.to_hash_bucket_fast(texts, largest).numpy().tolist()
-    assert [movielens._fingerprint64(t.encode()) % largest for t in texts] == expected
-
-
-def test_too_few_ratings_for_both_splits_is_refused_naming_the_count_and_minimum(tmp_path):
-    # One rating always leaves a split empty; so do identical rows, which hash alike.
-    same = Ratings(["user_1"] * 3, ["movie_1"] * 3, [4.0] * 3, source="test", format="normalized")
-    for n, path in (
-        (1, _normalized(tmp_path, 1)),
-        (3, write_normalized_csv(same, tmp_path / "3.csv")),
-    ):
-        assert 0 in movielens.example_gen_split_sizes(path, SPLITS).values()
-        with pytest.raises(movielens.TooFewRatingsError) as caught:
-            movielens.check_example_gen_splits(path, SPLITS)
-        message = str(caught.value)
-        assert "too few ratings to split into train and eval" in message
-        assert re.search(f"none of these {n} lands in (train|eval)", message)
-        assert "at least 2" in message and "\n" not in message
-    movielens.check_example_gen_splits(_normalized(tmp_path, 5, "5.csv"), SPLITS)
-
-
-def test_large_files_are_not_read_for_the_split_check(tmp_path):
-    path = _normalized(tmp_path, movielens.SPLIT_CHECK_MAX_ROWS + 1)
-    assert movielens.example_gen_split_sizes(path, SPLITS) is None
-    movielens.check_example_gen_splits(path, SPLITS)
+def test_too_few_ratings_names_the_count_the_empty_split_and_the_minimum():
+    error = movielens.too_few_ratings_error({"train": 3, "eval": 0}, [("train", 17), ("eval", 3)])
+    message = str(error)
+    assert isinstance(error, movielens.TooFewRatingsError)
+    assert message.startswith("too few ratings to split into train and eval: ")
+    assert "(train 17, eval 3 buckets)" in message
+    assert "none of these 3 lands in eval" in message
+    assert "at least 2" in message and "\n" not in message

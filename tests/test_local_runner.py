@@ -1,4 +1,8 @@
-"""local_runner.py's input handling: bad input stops before any component runs."""
+"""local_runner.py's input handling: bad input exits 2 in one line.
+
+What the header and first lines show stops the run before any component;
+what only the whole file shows stops it in ExampleGen, its first step.
+"""
 
 import pytest
 
@@ -147,17 +151,13 @@ def _gzip(text: str) -> bytes:
         ("u.data", "x\0a\t1\t4\t0\nx\0b\t2\t3\t0\n", "line 1, field 'user': contains a NUL byte"),
         (
             "ratings.csv",
-            "user_id,movie_id,rating\n196,m1,4.0\n186,m2,3.0\n",
-            "field 'user_id': ExampleGen's CSV reader would type this column as integers",
+            'user_id,movie_id,rating\n"u\n1",m1,4.0\n',
+            "line 2, field 'user_id': a quoted field runs past the end of the line",
         ),
         ("u.data", _gzip("1\t2\t3\t4\n"), "is compressed (gzip); decompress it first"),
         ("u.data", "1\t2\t7\t4\n", "fix or remove the row"),
-        ("ratings.csv", "user_id,movie_id,rating\nu1,m1,4.0\n", "too few ratings to split"),
-        (
-            "ratings.csv",
-            "user_id,movie_id,rating\nu1,m1,4.0\nu1,m1,4.0\nu1,m1,4.0\n",
-            "too few ratings to split into train and eval",
-        ),
+        ("ratings.dat", "1,2,3,4\n", "line 1, field 'movie': expected 4 fields"),
+        ("ratings.csv", "userId,movieId,stars\n1,2,3\n", "line 1, field 'rating': missing column"),
     ],
 )
 def test_bad_data_is_one_line_and_exit_2_before_any_component(
@@ -170,6 +170,39 @@ def test_bad_data_is_one_line_and_exit_2_before_any_component(
     assert status == local_runner.EXIT_BAD_INPUT
     assert fragment in _one_error_line(capsys)
     assert not (output_root / "pipelines").exists()
+
+
+@pytest.mark.parametrize(
+    "rows, fragment",
+    [
+        # Past the lines the runner reads first: ExampleGen reads every row.
+        (
+            [f"u{i},m{i},4.0" for i in range(60)] + ["u60,m60,seven"],
+            ", line 62, field 'rating': rating 'seven' is not a number",
+        ),
+        # A small file that hashes wholly into one split.
+        (["u1,m1,4.0"] * 3, ": too few ratings to split into train and eval: "),
+    ],
+)
+def test_bad_data_only_the_whole_file_shows_stops_the_run_at_example_gen(
+    tmp_path, capsys, monkeypatch, rows, fragment
+):
+    from components import movielens
+
+    monkeypatch.setattr(movielens, "PREVIEW_BYTES", 64)
+    path = tmp_path / "in" / "ratings.csv"
+    path.parent.mkdir()
+    path.write_text("user_id,movie_id,rating\n" + "".join(f"{row}\n" for row in rows))
+    status, output_root = _run(tmp_path, "--data", str(path))
+    assert status == local_runner.EXIT_BAD_INPUT
+    # In-process, the libraries' log reaches capsys too; the console's lines end it.
+    error, full_log = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert error.startswith("error: ArrowCsvExampleGen failed: ") and fragment in error
+    if "line" in fragment:
+        assert error.startswith(f"error: ArrowCsvExampleGen failed: {path}, line 62")
+    assert full_log.startswith("full log: ")
+    pipelines = output_root / "pipelines"
+    assert [p.name for p in pipelines.glob("*/*")] == ["ArrowCsvExampleGen"]
 
 
 def test_fifo_and_ambiguous_folder_are_refused(tmp_path, capsys):
@@ -195,7 +228,7 @@ def test_mistakes_stop_before_tfx_or_tensorflow_is_imported(tmp_path):
     import sys
 
     bad = tmp_path / "ratings.csv"
-    bad.write_text("user_id,movie_id,rating\nu1,m1,4.0\n")
+    bad.write_text("user_id,movie_id,rating\nu1,m1,7.0\n")
     code = (
         "import sys, local_runner\n"
         f"out = {str(tmp_path / 'out')!r}\n"
