@@ -1,4 +1,4 @@
-"""The Evaluator's rating metrics, computed in one pass over the examples.
+"""The Evaluator's rating and ranking metrics, computed in one pass over the examples.
 
 TFMA's native ExampleCount, MeanSquaredError, MeanAbsoluteError, MeanLabel
 and MeanPrediction each run their own per-example combiner, and each extracts the
@@ -15,17 +15,37 @@ The metrics report under TFMA's usual names (``example_count``,
 ``root_mean_squared_error``, which TFMA 0.47 has only as a (slower) Keras
 metric wrapper. Class names differ from TFMA's: TFMA looks a class name up
 among its registered metrics before it reads the config's ``module``.
+
+The ranking metrics (``ndcg_at_10``, ``recall_at_10``, ``ranked_users``)
+treat each user as a query: the model's predicted ratings rank the user's
+eval movies of the slice, and a movie is relevant when the user rated it at
+least ``RELEVANT_RATING`` (relevance comes from the label, so the examples
+need no gain feature). Users with no relevant movie in the slice are left out:
+NDCG and recall are undefined for them. The same pass keeps, per user, the k
+best-predicted movies and the number of relevant ones.
+
+They do not use TFMA's query metrics (a ``MetricsSpec`` with ``query_key``,
+as TFMA's ``NDCG`` needs): TFMA then shuffles every extract to group them by
+user and merges each user's, several times what this pass adds to the
+Evaluator's time; and it slices whole users, so a slice on a per-movie feature (movie
+popularity) would rank all the movies of each user with one in the slice.
 """
 
 import dataclasses
+import heapq
 import math
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.metrics import metric_util
+from tensorflow_model_analysis.utils import util
+
+from components import features
 
 EXAMPLE_COUNT_NAME = "example_count"
 MEAN_SQUARED_ERROR_NAME = "mean_squared_error"
@@ -34,8 +54,14 @@ ROOT_MEAN_SQUARED_ERROR_NAME = "root_mean_squared_error"
 MEAN_LABEL_NAME = "mean_label"
 MEAN_PREDICTION_NAME = "mean_prediction"
 RMSE_GAIN_OVER_MEAN_NAME = "rmse_gain_over_mean"
-# The key of the shared sums; not a reported metric.
-_RATING_SUMS_NAME = "_rating_error_sums"
+RANKING_TOP_K = 10
+# MovieLens's "liked it": 4 and 5 stars.
+RELEVANT_RATING = 4.0
+NDCG_AT_K_NAME = f"ndcg_at_{RANKING_TOP_K}"
+RECALL_AT_K_NAME = f"recall_at_{RANKING_TOP_K}"
+RANKED_USERS_NAME = "ranked_users"
+# The key of the shared pass's result; not a reported metric.
+_RATING_PASS_NAME = "_rating_pass"
 
 
 @dataclasses.dataclass
@@ -68,16 +94,115 @@ class RatingSums:
         return total / self.weight if self.weight else float("nan")
 
 
-class _RatingSumsCombiner(beam.CombineFn):
-    def __init__(self, key: metric_types.MetricKey, eval_config, example_weighted: bool):
+def ndcg_and_recall(top: Sequence[bool], num_relevant: int, k: int = RANKING_TOP_K):
+    """NDCG@k and recall@k of one user; ``top`` says which of the best-ranked movies are relevant.
+
+    Binary gains: DCG@k sums 1/log2(position + 1) over the relevant movies in
+    the top k, and the ideal DCG puts every relevant movie first. Recall@k is
+    the share of the user's relevant movies in the top k, so a user with more
+    than k relevant movies cannot reach 1.
+    """
+    top = list(top)[:k]
+    dcg = sum(1.0 / math.log2(position + 2) for position, hit in enumerate(top) if hit)
+    ideal = sum(1.0 / math.log2(position + 2) for position in range(min(num_relevant, k)))
+    return dcg / ideal, sum(top) / num_relevant
+
+
+class RankingMeans(NamedTuple):
+    """Users with a relevant movie in the slice, and their mean NDCG@k and recall@k."""
+
+    users: float
+    ndcg: float
+    recall: float
+
+
+class UserTopLists:
+    """Per user of a slice: the k best-predicted movies so far, and how many are relevant.
+
+    A user's entry is [relevant movies, summed example weight, examples,
+    min-heap of (prediction, irrelevant)]. The heap keeps the k largest
+    keys, so at equal predictions an irrelevant movie ranks first: a model
+    that cannot tell movies apart (a constant) scores the worst order, not a
+    lucky one. Memory grows with the users, not with the examples.
+    """
+
+    def __init__(self, k: int = RANKING_TOP_K):
+        self.k = k
+        self.users: dict = {}
+
+    def add(self, user, label: float, prediction: float, weight: float) -> None:
+        entry = self.users.get(user)
+        if entry is None:
+            entry = self.users[user] = [0, 0.0, 0, []]
+        relevant = label >= RELEVANT_RATING
+        entry[0] += relevant
+        entry[1] += weight
+        entry[2] += 1
+        item = (prediction, not relevant)
+        if len(entry[3]) < self.k:
+            heapq.heappush(entry[3], item)
+        elif item > entry[3][0]:
+            heapq.heapreplace(entry[3], item)
+
+    def merge(self, other: "UserTopLists") -> None:
+        for user, (relevant, weight, count, heap) in other.users.items():
+            entry = self.users.get(user)
+            if entry is None:
+                self.users[user] = [relevant, weight, count, list(heap)]
+                continue
+            entry[0] += relevant
+            entry[1] += weight
+            entry[2] += count
+            entry[3] = heapq.nlargest(self.k, entry[3] + heap)
+            heapq.heapify(entry[3])
+
+    def means(self) -> RankingMeans:
+        """Each user counts with the mean of the user's example weights (1 unweighted)."""
+        users = ndcg = recall = 0.0
+        for relevant, weight, count, heap in self.users.values():
+            if not relevant:
+                continue  # NDCG and recall are undefined without a relevant movie
+            top = [not irrelevant for _, irrelevant in sorted(heap, reverse=True)]
+            user_ndcg, user_recall = ndcg_and_recall(top, relevant, self.k)
+            user_weight = weight / count
+            users += user_weight
+            ndcg += user_weight * user_ndcg
+            recall += user_weight * user_recall
+        if not users:
+            return RankingMeans(0.0, float("nan"), float("nan"))
+        return RankingMeans(users, ndcg / users, recall / users)
+
+
+@dataclasses.dataclass
+class RatingPass:
+    """The one pass's accumulator: the rating sums and each user's top list."""
+
+    sums: RatingSums = dataclasses.field(default_factory=RatingSums)
+    top_lists: UserTopLists = dataclasses.field(default_factory=UserTopLists)
+
+
+class SliceResult(NamedTuple):
+    sums: RatingSums
+    ranking: RankingMeans
+
+
+class _RatingPassCombiner(beam.CombineFn):
+    def __init__(
+        self, key: metric_types.MetricKey, eval_config, example_weighted: bool, user_key: str
+    ):
         self._key = key
         self._eval_config = eval_config
         self._example_weighted = example_weighted
+        self._user_key = user_key
 
-    def create_accumulator(self) -> RatingSums:
-        return RatingSums()
+    def create_accumulator(self) -> RatingPass:
+        return RatingPass()
 
-    def add_input(self, sums: RatingSums, element: metric_types.StandardMetricInputs) -> RatingSums:
+    def add_input(self, state: RatingPass, element: metric_types.StandardMetricInputs):
+        # Examples without a user id still count in the rating metrics.
+        user = util.get_by_keys(element.features or {}, [self._user_key], optional=True)
+        if user is not None:
+            user = np.ravel(user)[0]
         for label, prediction, weight in metric_util.to_label_prediction_example_weight(
             element,
             eval_config=self._eval_config,
@@ -89,25 +214,30 @@ class _RatingSumsCombiner(beam.CombineFn):
             label = metric_util.safe_to_scalar(label)
             prediction = metric_util.safe_to_scalar(prediction)
             if not (np.isnan(label) or np.isnan(prediction)):
-                sums.add(label, prediction, metric_util.safe_to_scalar(weight))
-        return sums
+                weight = metric_util.safe_to_scalar(weight)
+                state.sums.add(label, prediction, weight)
+                if user is not None:
+                    state.top_lists.add(user, label, prediction, weight)
+        return state
 
-    def merge_accumulators(self, accumulators: Iterable[RatingSums]) -> RatingSums:
+    def merge_accumulators(self, accumulators: Iterable[RatingPass]) -> RatingPass:
         accumulators = iter(accumulators)
         result = next(accumulators)
-        for sums in accumulators:
-            result.merge(sums)
+        for state in accumulators:
+            result.sums.merge(state.sums)
+            result.top_lists.merge(state.top_lists)
         return result
 
-    def extract_output(self, sums: RatingSums) -> dict[metric_types.MetricKey, RatingSums]:
-        return {self._key: sums}
+    def extract_output(self, state: RatingPass) -> dict[metric_types.MetricKey, SliceResult]:
+        return {self._key: SliceResult(state.sums, state.top_lists.means())}
 
 
-def _computations_of(statistic: Callable[[RatingSums], float]):
-    """``merge_per_key_computations``'s per-key function for one statistic of the sums."""
+def _computations_of(statistic: Callable[[SliceResult], float]):
+    """``merge_per_key_computations``'s per-key function for one statistic of the pass."""
 
     def computations(
         name: str | None = None,
+        user_key: str = features.USER_ID,
         eval_config=None,
         model_name: str = "",
         output_name: str = "",
@@ -127,18 +257,19 @@ def _computations_of(statistic: Callable[[RatingSums], float]):
                 example_weighted=example_weighted,
             )
 
-        sums_key = key_named(_RATING_SUMS_NAME)
+        pass_key = key_named(_RATING_PASS_NAME)
         key = key_named(name)
-        shared_sums = metric_types.MetricComputation(
-            keys=[sums_key],
-            preprocessors=None,
-            combiner=_RatingSumsCombiner(sums_key, eval_config, example_weighted),
+        shared_pass = metric_types.MetricComputation(
+            keys=[pass_key],
+            # The raw id: every user unseen in train shares one transformed index.
+            preprocessors=[metric_types.FeaturePreprocessor(feature_keys=[user_key])],
+            combiner=_RatingPassCombiner(pass_key, eval_config, example_weighted, user_key),
         )
 
         def result(metrics):
-            return {key: statistic(metrics[sums_key])}
+            return {key: statistic(metrics[pass_key])}
 
-        return [shared_sums, metric_types.DerivedMetricComputation(keys=[key], result=result)]
+        return [shared_pass, metric_types.DerivedMetricComputation(keys=[key], result=result)]
 
     return computations
 
@@ -149,10 +280,14 @@ class _RatingMetric(metric_types.Metric):
     STATISTIC: Callable[[RatingSums], float]
     DEFAULT_NAME: str
 
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None, user_key: str = features.USER_ID):
+        statistic = type(self).STATISTIC
         super().__init__(
-            metric_util.merge_per_key_computations(_computations_of(type(self).STATISTIC)),
+            metric_util.merge_per_key_computations(
+                _computations_of(lambda result: statistic(result.sums))
+            ),
             name=name or self.DEFAULT_NAME,
+            user_key=user_key,
         )
 
 
@@ -207,6 +342,44 @@ class RatingRmseGainOverMean(_RatingMetric):
     STATISTIC = staticmethod(rmse_gain_over_mean)
 
 
+class _RankingMetric(metric_types.Metric):
+    """One of the per-user ranking means of a slice, reported under ``name``."""
+
+    STATISTIC: Callable[[RankingMeans], float]
+    DEFAULT_NAME: str
+
+    def __init__(self, name: str | None = None, user_key: str = features.USER_ID):
+        statistic = type(self).STATISTIC
+        super().__init__(
+            metric_util.merge_per_key_computations(
+                _computations_of(lambda result: statistic(result.ranking))
+            ),
+            name=name or self.DEFAULT_NAME,
+            user_key=user_key,
+        )
+
+
+class RatingNdcgAtK(_RankingMetric):
+    """Mean NDCG@10 over the users with a relevant eval movie in the slice."""
+
+    DEFAULT_NAME = NDCG_AT_K_NAME
+    STATISTIC = staticmethod(lambda ranking: ranking.ndcg)
+
+
+class RatingRecallAtK(_RankingMetric):
+    """Mean recall@10 over the users with a relevant eval movie in the slice."""
+
+    DEFAULT_NAME = RECALL_AT_K_NAME
+    STATISTIC = staticmethod(lambda ranking: ranking.recall)
+
+
+class RatingRankedUsers(_RankingMetric):
+    """How many users the ranking metrics average over (those with a relevant movie)."""
+
+    DEFAULT_NAME = RANKED_USERS_NAME
+    STATISTIC = staticmethod(lambda ranking: float(ranking.users))
+
+
 RATING_METRICS = (
     RatingExampleCount,
     RatingMeanSquaredError,
@@ -216,5 +389,7 @@ RATING_METRICS = (
     RatingMeanPrediction,
     RatingRmseGainOverMean,
 )
-for _metric in RATING_METRICS:
+RANKING_METRICS = (RatingNdcgAtK, RatingRecallAtK, RatingRankedUsers)
+
+for _metric in RATING_METRICS + RANKING_METRICS:
     metric_types.register_metric(_metric)

@@ -73,12 +73,6 @@ def test_metrics_report_under_tfma_names_and_are_not_shadowed_by_tfma():
     ]
 
 
-def test_all_metrics_share_one_combiner_pass():
-    # TFMA runs equal MetricComputations once; every metric asks for the same one.
-    shared = {_computations(m())[0] for m in metrics.RATING_METRICS}
-    assert len(shared) == 1
-
-
 def test_an_empty_slice_is_nan_not_an_error():
     shared, derived = _computations(metrics.RatingRootMeanSquaredError())
     sums = shared.combiner.extract_output(shared.combiner.create_accumulator())
@@ -96,3 +90,166 @@ def test_a_constant_prediction_gains_nothing_over_the_mean():
     for label in LABELS:
         other.add(label, 3.57, 1.0)
     assert metrics.rmse_gain_over_mean(other) < 0
+
+
+# ---------------------------------------------------------------- ranking
+
+# One user's eval movies per entry: (labels, predicted ratings). Relevant
+# means rated 4 or more. "many" has 12 movies, 4 relevant, one of them ranked
+# below the top 10; "none_relevant" has nothing to find and is left out.
+USERS = {
+    "mixed": ([5.0, 1.0, 4.0, 2.0, 3.0], [4.5, 4.0, 3.9, 3.0, 2.0]),
+    "one": ([4.0], [2.0]),
+    "many": (
+        [4.0, 5.0, 4.0, 2.0, 3.0, 2.0, 1.0, 3.0, 2.0, 1.0, 5.0, 1.0],
+        [4.9, 4.8, 4.7, 4.6, 4.5, 4.4, 4.3, 4.2, 4.1, 4.0, 3.9, 3.8],
+    ),
+    "none_relevant": ([1.0, 3.0, 2.0], [2.0, 3.0, 1.0]),
+}
+
+
+def _reference(labels, predictions, k=10):
+    """NDCG@k and recall@k the textbook way: sort by prediction, sum discounted gains."""
+    relevant = np.asarray(labels) >= 4
+    ranked = relevant[np.argsort(-np.asarray(predictions))]
+    if not ranked.any():
+        return None
+    dcg = sum(1 / np.log2(i + 2) for i in range(min(k, len(ranked))) if ranked[i])
+    ideal = sum(1 / np.log2(i + 2) for i in range(min(k, relevant.sum())))
+    return dcg / ideal, ranked[:k].sum() / relevant.sum()
+
+
+def _mean_reference(users):
+    per_user = [r for r in (_reference(*ratings) for ratings in users.values()) if r is not None]
+    return len(per_user), *np.mean(per_user, axis=0)
+
+
+def _examples(users):
+    """Every user's examples, shuffled, as TFMA hands them to a combiner one by one."""
+    rows = [
+        (user.encode(), label, prediction)
+        for user, (labels, predictions) in users.items()
+        for label, prediction in zip(labels, predictions, strict=True)
+    ]
+    np.random.default_rng(0).shuffle(rows)
+    return [
+        metric_types.StandardMetricInputs(
+            label=np.array([label]),
+            prediction=np.array([prediction]),
+            example_weight=np.array([1.0]),
+            features={"user_id": np.array([user], dtype=object)},
+        )
+        for user, label, prediction in rows
+    ]
+
+
+def _run_on(metric, elements):
+    """Runs a metric's computations as TFMA's evaluator does, merging two partial passes."""
+    shared, derived = _computations(metric)
+    combiner = shared.combiner
+    halves = []
+    for part in (elements[: len(elements) // 2], elements[len(elements) // 2 :]):
+        accumulator = combiner.create_accumulator()
+        for element in part:
+            accumulator = combiner.add_input(accumulator, element)
+        halves.append(accumulator)
+    results = combiner.extract_output(combiner.merge_accumulators(halves))
+    (result,) = derived.result(results).values()
+    return result
+
+
+def test_ndcg_and_recall_at_10_match_the_textbook_formulas():
+    users, ndcg, recall = _mean_reference(USERS)
+    assert users == 3
+    elements = _examples(USERS)
+    assert _run_on(metrics.RatingNdcgAtK(), elements) == pytest.approx(ndcg, rel=1e-9)
+    assert _run_on(metrics.RatingRecallAtK(), elements) == pytest.approx(recall, rel=1e-9)
+    assert _run_on(metrics.RatingRankedUsers(), elements) == users
+    # "many" has one of its four relevant movies below the cut.
+    assert _reference(*USERS["many"])[1] == 0.75
+    # The set tells orderings apart: ranking by the reversed prediction scores lower.
+    reversed_order = {name: (y, -np.array(p)) for name, (y, p) in USERS.items()}
+    _, reversed_ndcg, reversed_recall = _mean_reference(reversed_order)
+    assert reversed_ndcg < ndcg - 0.1 and reversed_recall < recall
+
+
+def test_a_perfect_ranking_scores_one_and_a_constant_scores_the_worst_order():
+    labels = [5.0, 1.0, 4.0, 2.0, 3.0]
+    perfect = {"u": (labels, labels)}
+    assert _run_on(metrics.RatingNdcgAtK(), _examples(perfect)) == pytest.approx(1.0)
+    # Equal predictions rank the relevant movies last, not in the examples' order.
+    constant = _run_on(metrics.RatingNdcgAtK(), _examples({"u": (labels, [3.5] * 5)}))
+    assert constant == pytest.approx(_reference(labels, -np.array(labels))[0])
+    assert constant < 0.6
+
+
+def test_rating_and_ranking_metrics_share_one_pass():
+    # TFMA runs equal MetricComputations once; every metric asks for the same one.
+    all_metrics = metrics.RATING_METRICS + metrics.RANKING_METRICS
+    assert len({_computations(m())[0] for m in all_metrics}) == 1
+
+
+def test_ranking_metrics_are_not_shadowed_by_tfma():
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    for metric in metrics.RANKING_METRICS:
+        config = tfma.MetricConfig(class_name=metric.__name__, module=metrics.__name__)
+        assert type(metric_specs.metric_instance(config)) is metric
+    assert [m().name for m in metrics.RANKING_METRICS] == [
+        "ndcg_at_10",
+        "recall_at_10",
+        "ranked_users",
+    ]
+
+
+def test_through_tfma_a_movie_slice_ranks_only_its_own_movies(tmp_path):
+    """The evaluator as the pipeline runs it: raw user ids, slices on a per-movie feature."""
+    import tensorflow as tf
+
+    rows = [  # user, movie block, rating, predicted rating
+        ("u1", "head", 5.0, 4.0),
+        ("u1", "tail", 1.0, 4.5),
+        ("u1", "tail", 4.0, 3.0),
+        ("u2", "head", 2.0, 4.0),
+        ("u2", "head", 4.0, 2.0),
+        ("u3", "tail", 1.0, 3.0),
+    ]
+    path = str(tmp_path / "examples.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for user, block, rating, prediction in rows:
+            feature = {
+                "user_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[user.encode()])),
+                "block": tf.train.Feature(bytes_list=tf.train.BytesList(value=[block.encode()])),
+                "rating": tf.train.Feature(float_list=tf.train.FloatList(value=[rating])),
+                "prediction": tf.train.Feature(float_list=tf.train.FloatList(value=[prediction])),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+    config = tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(label_key="rating", prediction_key="prediction")],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["block"])],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name=m.__name__, module=metrics.__name__)
+                    for m in metrics.RATING_METRICS + metrics.RANKING_METRICS
+                ]
+            )
+        ],
+    )
+    result = tfma.run_model_analysis(
+        eval_config=config, data_location=path, output_path=str(tmp_path / "out")
+    )
+    by_slice = {
+        key: {name: value["doubleValue"] for name, value in values[""][""].items()}
+        for key, values in result.slicing_metrics
+    }
+    u1 = _reference([5.0, 1.0, 4.0], [4.0, 4.5, 3.0])
+    u2 = _reference([2.0, 4.0], [4.0, 2.0])
+    assert by_slice[()]["ndcg_at_10"] == pytest.approx((u1[0] + u2[0]) / 2)
+    assert by_slice[()]["ranked_users"] == 2  # u3 has no relevant movie
+    assert by_slice[()]["example_count"] == len(rows)
+    # The tail slice ranks u1's two tail movies only; u3's has nothing relevant.
+    tail = by_slice[(("block", "tail"),)]
+    assert tail["ranked_users"] == 1
+    assert tail["ndcg_at_10"] == pytest.approx(_reference([1.0, 4.0], [4.5, 3.0])[0])

@@ -39,6 +39,9 @@ from pipeline import configs
 # Per slice: error, size, and calibration (mean prediction beside mean label).
 # The rating metrics share one pass over the examples (components/metrics.py).
 _PER_SLICE_METRICS = tuple((metric.__name__, metrics.__name__) for metric in metrics.RATING_METRICS)
+# Per user: the model ranks each user's eval movies of the slice. They only
+# measure; the blessing stays on the rating error.
+_RANKING_METRICS = tuple((metric.__name__, metrics.__name__) for metric in metrics.RANKING_METRICS)
 _BLESSING_METRIC = metrics.RatingRootMeanSquaredError.__name__
 # Blessing also needs a gain over the constant predictor: no absolute RMSE
 # bound fits every data set, and an untrained model passes a loose one.
@@ -49,6 +52,9 @@ def eval_config(
     settings: configs.EvalSettings, with_thresholds: bool = True, with_baseline: bool = True
 ) -> tfma.EvalConfig:
     """Metrics on the eval split, overall and per slice, and the blessing thresholds.
+
+    The ranking metrics group a slice's examples by user themselves
+    (``components/metrics.py`` says why not with TFMA's ``query_key``).
 
     The slicing features come from the model's ``transform_features``
     signature (TFMA looks in the transformed features before the raw ones).
@@ -68,7 +74,7 @@ def eval_config(
             )
         )
     metric_configs = []
-    for class_name, module in _PER_SLICE_METRICS:
+    for class_name, module in _PER_SLICE_METRICS + _RANKING_METRICS:
         metric = tfma.MetricConfig(class_name=class_name, module=module or "")
         if with_thresholds and class_name == _BLESSING_METRIC:
             # A plain MetricConfig.threshold would gate every slice (one

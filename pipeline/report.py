@@ -34,20 +34,41 @@ TEMPLATE = "report.html.j2"
 METRIC_HEADINGS = {
     metrics.EXAMPLE_COUNT_NAME: "examples",
     metrics.ROOT_MEAN_SQUARED_ERROR_NAME: "RMSE",
+    metrics.NDCG_AT_K_NAME: f"NDCG@{metrics.RANKING_TOP_K}",
+    metrics.RECALL_AT_K_NAME: f"recall@{metrics.RANKING_TOP_K}",
     metrics.MEAN_ABSOLUTE_ERROR_NAME: "MAE",
     metrics.MEAN_SQUARED_ERROR_NAME: "MSE",
     metrics.MEAN_PREDICTION_NAME: "mean prediction",
     metrics.MEAN_LABEL_NAME: "mean label",
     metrics.RMSE_GAIN_OVER_MEAN_NAME: "gain over the mean",
+    metrics.RANKED_USERS_NAME: "users ranked",
 }
-# Same data for both models: the baseline's count and mean label repeat the
-# candidate's, so the table shows them once.
-METRICS_SHARED_BY_MODELS = (metrics.EXAMPLE_COUNT_NAME, metrics.MEAN_LABEL_NAME)
+# Same data for both models: the baseline's count, mean label and ranked users
+# (those with a relevant movie) repeat the candidate's, so the table shows them once.
+METRICS_SHARED_BY_MODELS = (
+    metrics.EXAMPLE_COUNT_NAME,
+    metrics.MEAN_LABEL_NAME,
+    metrics.RANKED_USERS_NAME,
+)
+COUNT_METRICS = (metrics.EXAMPLE_COUNT_NAME, metrics.RANKED_USERS_NAME)
 # Errors, where a positive change against the baseline is a loss.
 ERROR_METRICS = (
     metrics.ROOT_MEAN_SQUARED_ERROR_NAME,
     metrics.MEAN_ABSOLUTE_ERROR_NAME,
     metrics.MEAN_SQUARED_ERROR_NAME,
+)
+# Ranking quality, where a positive change against the baseline is a gain.
+RANKING_METRICS = (metrics.NDCG_AT_K_NAME, metrics.RECALL_AT_K_NAME)
+
+RANKING_NOTE = (
+    f"NDCG@{metrics.RANKING_TOP_K} and recall@{metrics.RANKING_TOP_K}: the model ranks each "
+    "user's eval movies of the slice by predicted rating; a movie is relevant when the user "
+    f"rated it {metrics.RELEVANT_RATING:g} or more. Averaged over the users with a relevant "
+    "movie in the slice (users ranked). A movie-popularity slice ranks each user's movies of "
+    "that block only, so it says how well the model orders a user's head (or tail) movies "
+    "among themselves; a user-activity slice ranks whole users. A rating-value slice has no "
+    "ranking: all its movies are equally relevant. These metrics measure only; the blessing "
+    "is on RMSE."
 )
 
 FEATURE_TITLES = {
@@ -84,6 +105,7 @@ def _environment() -> jinja2.Environment:
         metric_columns=metric_columns,
         metric_cell=metric_cell,
         not_pushed=run_summary.NOT_PUSHED,
+        ranking_note=RANKING_NOTE,
         serving_check_text=run_summary.serving_check_text,
         slice_id=slice_id,
     )
@@ -108,9 +130,11 @@ def metric_cell(item: dict, column: dict) -> dict:
     """A table cell's text and, for a change in an error, whether it is worse or better."""
     metric, model = column["metric"], column["model"]
     value = (item[model] or {}).get(metric)
+    number = _metric(item, model, metric)
     css = None
-    if model == "change" and metric in ERROR_METRICS and value:
-        css = "worse" if value > 0 else "better"
+    if model == "change" and metric in ERROR_METRICS + RANKING_METRICS and number:
+        worse = number > 0 if metric in ERROR_METRICS else number < 0
+        css = "worse" if worse else "better"
     return {"text": format_value(metric, value, signed=model == "change"), "css": css}
 
 
@@ -126,7 +150,7 @@ def format_value(metric: str, value: float | None, signed: bool = False) -> str:
         value = float(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if metric == metrics.EXAMPLE_COUNT_NAME and not signed:
+    if metric in COUNT_METRICS and not signed:
         return f"{value:,.0f}"
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
@@ -193,25 +217,33 @@ def _loss_chart(models: list[dict]) -> bytes:
 
 
 def _slice_chart(evaluation: dict) -> bytes:
-    """Per slicing feature: RMSE bars and mean prediction against mean label."""
+    """Per slicing feature: RMSE bars, NDCG@10 bars, and mean prediction against mean label."""
     by_feature: dict[str, list[dict]] = {}
     for item in evaluation["slices"]:
         if item["feature"] is not None:
             by_feature.setdefault(item["feature"], []).append(item)
     overall = next((s for s in evaluation["slices"] if s["feature"] is None), None)
     rows = max(len(by_feature), 1)
-    figure = _figure(11, 2.9 * rows)
+    figure = _figure(14, 2.9 * rows)
+    ndcg = metrics.NDCG_AT_K_NAME
     for row, (feature, items) in enumerate(by_feature.items()):
         title = FEATURE_TITLES.get(feature, feature)
-        _rmse_bars(figure.add_subplot(rows, 2, 2 * row + 1), items, overall, evaluation, title)
-        _calibration_points(figure.add_subplot(rows, 2, 2 * row + 2), items, evaluation, title)
+        panels = [figure.add_subplot(rows, 3, 3 * row + column) for column in (1, 2, 3)]
+        _metric_bars(panels[0], items, overall, evaluation, metrics.ROOT_MEAN_SQUARED_ERROR_NAME)
+        panels[0].set_title(f"RMSE by {title}", fontsize=10)
+        if any(not math.isnan(_metric(item, "candidate", ndcg)) for item in items):
+            _metric_bars(panels[1], items, overall, evaluation, ndcg)
+        else:
+            panels[1].text(0.5, 0.5, "no ranking to measure", ha="center", va="center")
+            panels[1].set_axis_off()
+        panels[1].set_title(f"{METRIC_HEADINGS[ndcg]} by {title}", fontsize=10)
+        _calibration_points(panels[2], items, evaluation, title)
     if not by_feature:
         figure.text(0.5, 0.5, "no slices evaluated", ha="center")
     return _png(figure)
 
 
-def _rmse_bars(axes, items: list[dict], overall: dict | None, evaluation: dict, title: str):
-    rmse = metrics.ROOT_MEAN_SQUARED_ERROR_NAME
+def _metric_bars(axes, items: list[dict], overall: dict | None, evaluation: dict, metric: str):
     baseline_name = evaluation["baseline_name"]
     models = [("candidate", "this model", CANDIDATE_COLOR)]
     if baseline_name:
@@ -219,7 +251,7 @@ def _rmse_bars(axes, items: list[dict], overall: dict | None, evaluation: dict, 
     width = 0.8 / len(models)
     tallest = 0.0
     for index, (model, label, color) in enumerate(models):
-        values = [_metric(item, model, rmse) for item in items]
+        values = [_metric(item, model, metric) for item in items]
         offset = (index - (len(models) - 1) / 2) * width
         positions = [p + offset for p in range(len(items))]
         bars = axes.bar(positions, values, width, color=color, label=label)
@@ -227,7 +259,7 @@ def _rmse_bars(axes, items: list[dict], overall: dict | None, evaluation: dict, 
         tallest = max([tallest, *(v for v in values if not math.isnan(v))])
     if overall:
         axes.axhline(
-            _metric(overall, "candidate", rmse),
+            _metric(overall, "candidate", metric),
             color=REFERENCE_COLOR,
             linestyle=":",
             label="this model, overall",
@@ -235,7 +267,6 @@ def _rmse_bars(axes, items: list[dict], overall: dict | None, evaluation: dict, 
     # Headroom for the value labels and the legend above the bars.
     axes.set_ylim(0, max(tallest, 1e-9) * 1.35)
     axes.set_xticks(range(len(items)), [item["label"] for item in items], fontsize=8)
-    axes.set_title(f"RMSE by {title}", fontsize=10)
     axes.legend(fontsize=7, loc="upper right", ncol=3)
     axes.grid(axis="y", alpha=0.3)
 
@@ -259,8 +290,9 @@ def _calibration_points(axes, items: list[dict], evaluation: dict, title: str):
 
 
 def _metric(item: dict, model: str, metric: str) -> float:
+    """A metric as a number; NaN where missing (TFMA writes NaN as the string "NaN")."""
     value = (item.get(model) or {}).get(metric)
-    return float("nan") if value is None else value
+    return float("nan") if value is None else float(value)
 
 
 def _parameter_chart(model: dict) -> bytes:

@@ -98,7 +98,9 @@ def test_every_metric_of_every_slice_is_in_the_table(page):
                     ):
                         assert key not in cells
                         continue
-                    assert cells[key] == report.format_value(metric, item[model][metric])
+                    # Rating-value slices carry no ranking metrics: a dash.
+                    value = item[model].get(metric)
+                    assert cells[key] == report.format_value(metric, value)
 
 
 def test_changes_against_the_baseline_are_signed(page):
@@ -168,11 +170,34 @@ def test_the_table_labels_each_slice_by_name_in_order(page):
 
 def test_values_are_formatted_for_reading():
     assert report.format_value("example_count", 1894.0) == "1,894"
+    assert report.format_value("ranked_users", 919.0) == "919"
+    assert report.format_value("ndcg_at_10", 0.88021) == "0.8802"
     assert report.format_value("root_mean_squared_error", 1.06354) == "1.0635"
     assert report.format_value("root_mean_squared_error", -0.01, signed=True) == "-0.0100"
     assert report.format_value("mean_label", float("nan")) == "–"
     assert report.format_value("mean_label", None) == "–"
     assert report.format_value("rmse_gain_over_mean", "NaN") == "–"  # as TFMA writes NaN
+
+
+def test_ranking_metrics_sit_beside_rmse_for_both_models_and_are_explained(page):
+    cells = read_page(page).cells
+    compression = configs.COMPRESSION_EVALUATOR_ID
+    overall = example_facts()["evaluations"][1]["slices"][0]
+    for metric in ("ndcg_at_10", "recall_at_10"):
+        for model in ("candidate", "baseline", "change"):
+            key = (compression, "overall", metric, model)
+            assert cells[key] == report.format_value(
+                metric, overall[model][metric], model == "change"
+            )
+        # Compression costs ranking quality here: the change is marked as a loss.
+        assert f'data-metric="{metric}" data-model="change" class="worse"' in page
+    assert (compression, "overall", "ranked_users", "baseline") not in cells
+    assert cells[("Evaluator", "rating=5.0", "ndcg_at_10", "candidate")] == "–"
+    headings = [
+        column["heading"] for column in report.metric_columns(example_facts()["evaluations"][0])
+    ]
+    assert headings[1:4] == ["RMSE", "NDCG@10", "recall@10"]
+    assert report.RANKING_NOTE in html.unescape(page)
 
 
 def test_the_page_and_the_console_give_the_same_reasons_word_for_word(page):

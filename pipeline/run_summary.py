@@ -49,7 +49,11 @@ SUMMARY_METRICS = (
     metrics.MEAN_SQUARED_ERROR_NAME,
     metrics.MEAN_ABSOLUTE_ERROR_NAME,
     metrics.ROOT_MEAN_SQUARED_ERROR_NAME,
+    metrics.NDCG_AT_K_NAME,
+    metrics.RECALL_AT_K_NAME,
 )
+# The per-user ranking metrics (components/metrics.py).
+RANKING_METRICS = (metrics.NDCG_AT_K_NAME, metrics.RECALL_AT_K_NAME, metrics.RANKED_USERS_NAME)
 # TFMA names a candidate-minus-baseline metric after the metric plus this.
 DIFF_SUFFIX = "_diff"
 
@@ -193,14 +197,13 @@ def read_evaluation(
         if isinstance(value, bytes):  # TFMA gives str; bytes would not go to JSON
             value = value.decode("utf-8", "replace")
         slices.append(
-            {
-                "feature": feature,
-                "value": value,
-                "label": slice_label(feature, value),
-                "candidate": candidate[slice_key],
-                "baseline": baseline.get(slice_key),
-                "change": change.get(slice_key) or None,
-            }
+            slice_item(
+                feature,
+                value,
+                candidate[slice_key],
+                baseline.get(slice_key),
+                change.get(slice_key) or None,
+            )
         )
     return {
         "node": node,
@@ -211,6 +214,24 @@ def read_evaluation(
         "slices": slices,
         "thresholds": threshold_descriptions(eval_config),
     }
+
+
+def slice_item(feature, value, candidate: dict, baseline: dict | None, change: dict | None):
+    """One slice's row of the facts: its name, and its metrics per model and their change."""
+    item = {
+        "feature": feature,
+        "value": value,
+        "label": slice_label(feature, value),
+        "candidate": candidate,
+        "baseline": baseline,
+        "change": change,
+    }
+    if feature == features.LABEL:
+        # Every movie of a rating-value slice is equally relevant: there is no ranking to judge.
+        for model in ("candidate", "baseline", "change"):
+            if item[model] is not None:
+                item[model] = {k: v for k, v in item[model].items() if k not in RANKING_METRICS}
+    return item
 
 
 def _metrics_by_slice(uri: str, model_name: str):
@@ -422,7 +443,10 @@ def format_summary(facts: dict) -> str:
     slices = facts["evaluations"][0]["slices"]
     overall = next((s["candidate"] for s in slices if s["feature"] is None), {})
     lines = [f"Trained model:  {model['uri']}", "Eval metrics (eval split, overall):"]
-    lines.extend(f"  {name:<25} {overall[name]:.4f}" for name in SUMMARY_METRICS if name in overall)
+    # float(): TFMA gives a metric undefined on the slice as the string "NaN".
+    lines.extend(
+        f"  {name:<25} {float(overall[name]):.4f}" for name in SUMMARY_METRICS if name in overall
+    )
     if model["memory_report"]:
         lines.append(format_memory_report(model["memory_report"]))
     blessing = facts["blessing"]

@@ -22,13 +22,18 @@ METRIC_NAMES = (
     metrics.ROOT_MEAN_SQUARED_ERROR_NAME,
     metrics.MEAN_LABEL_NAME,
     metrics.MEAN_PREDICTION_NAME,
+    metrics.NDCG_AT_K_NAME,
+    metrics.RECALL_AT_K_NAME,
+    metrics.RANKED_USERS_NAME,
 )
 
 ADAPTATION = "4 MD blocks asked for, but the vocabulary has 1 id: 1 block"
 
 
 def _metrics(count, rmse, mean_label, mean_prediction):
-    values = (float(count), rmse**2, rmse * 0.8, rmse, mean_label, mean_prediction)
+    # Ranking quality falls as the error grows; a third of the examples' users are ranked.
+    ranking = (1.9 - rmse, 1.8 - rmse, float(count // 3))
+    values = (float(count), rmse**2, rmse * 0.8, rmse, mean_label, mean_prediction, *ranking)
     return dict(zip(METRIC_NAMES, values, strict=True))
 
 
@@ -51,18 +56,8 @@ def _slices(with_baseline: bool):
     for feature, value, count, rmse, label, prediction in rows:
         candidate = _metrics(count, rmse, label, prediction)
         baseline = _metrics(count, rmse - 0.05, label, prediction + 0.1) if with_baseline else None
-        slices.append(
-            {
-                "feature": feature,
-                "value": value,
-                "label": run_summary.slice_label(feature, value),
-                "candidate": candidate,
-                "baseline": baseline,
-                "change": {k: candidate[k] - baseline[k] for k in candidate}
-                if with_baseline
-                else None,
-            }
-        )
+        change = {k: candidate[k] - baseline[k] for k in candidate} if with_baseline else None
+        slices.append(run_summary.slice_item(feature, value, candidate, baseline, change))
     return slices
 
 
@@ -183,15 +178,25 @@ def test_a_blessed_run_prints_model_metrics_tables_and_push():
         "Eval metrics (eval split, overall):",
     ]
     # The overall slice's candidate metrics, in the console's order.
-    assert [line.split()[0] for line in lines[2:6]] == list(run_summary.SUMMARY_METRICS)
+    assert [line.split()[0] for line in lines[2:8]] == list(run_summary.SUMMARY_METRICS)
     assert lines[5] == f"  {metrics.ROOT_MEAN_SQUARED_ERROR_NAME:<25} 1.0635"
-    assert lines[6] == "Embedding tables (fp32):"
+    assert lines[6] == f"  {metrics.NDCG_AT_K_NAME:<25} 0.8365"
+    assert lines[7] == f"  {metrics.RECALL_AT_K_NAME:<25} 0.7365"
+    assert lines[8] == "Embedding tables (fp32):"
     assert lines[-3:] == [
         "Blessed by the Evaluator.",
         "Serves as TF Serving loads it (TF1 path, fresh process): 256 eval examples, "
         "ratings equal to the TF2 path's",
         "Pushed to:      /runs/out/serving_model/x/1",
     ]
+
+
+def test_a_ranking_metric_undefined_overall_prints_as_nan():
+    facts = example_facts(blessed=True)
+    overall = facts["evaluations"][0]["slices"][0]
+    overall["candidate"][metrics.NDCG_AT_K_NAME] = "NaN"  # as TFMA writes it
+    text = run_summary.format_summary(facts)
+    assert f"  {metrics.NDCG_AT_K_NAME:<25} nan" in text.splitlines()
 
 
 def test_a_refused_run_prints_every_reason_and_that_nothing_was_pushed():
@@ -323,6 +328,17 @@ def test_named_slices_keep_their_order_not_the_alphabets():
     # Integer values (older eval results) sort the same way.
     ordered = _sorted_slices([((features.MOVIE_POPULARITY_BLOCK, b),) for b in (2, 0, 1)])
     assert [run_summary.slice_label(*key[0]) for key in ordered] == ["head", "torso", "tail"]
+
+
+def test_rating_value_slices_carry_no_ranking_metrics():
+    values = dict.fromkeys(METRIC_NAMES, 0.5)
+    rating = run_summary.slice_item(features.LABEL, 4.0, values, values, None)
+    for model in ("candidate", "baseline"):
+        assert set(rating[model]) == set(METRIC_NAMES) - set(run_summary.RANKING_METRICS)
+    assert rating["change"] is None
+    # Per-user and per-movie slices keep them.
+    head = run_summary.slice_item(features.MOVIE_POPULARITY_BLOCK, "head", values, None, None)
+    assert head["candidate"] == values and head["label"] == "head"
 
 
 def test_numpy_scalars_are_written_as_plain_numbers():

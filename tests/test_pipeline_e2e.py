@@ -1,6 +1,7 @@
 """The whole pipeline through local_runner on a small generated data set."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -133,6 +134,11 @@ def test_evaluator_wrote_the_metrics(pipeline_run):
     # 3 of 20 hash buckets are eval: roughly 15% of the rows.
     count = values["example_count"]["doubleValue"]
     assert 0.10 * 12_000 < count < 0.20 * 12_000
+    # The per-user ranking metrics reach the report beside RMSE.
+    with open(work / "out" / "report.json", encoding="utf-8") as f:
+        reported = json.load(f)["evaluations"][0]["slices"][0]["candidate"]
+    for name in ("ndcg_at_10", "recall_at_10"):
+        assert 0 <= reported[name] <= 1, name
 
 
 def test_no_throwaway_packages_left_in_tmp(pipeline_run):
