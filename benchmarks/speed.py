@@ -10,6 +10,12 @@ Sections (``--sections``, default all, in this order):
 * ``serving``: p50/p90/p99 latency of the pushed model's ``serving_default``
   (``benchmarks.serving_latency``) at batch 1 and 1,024, with TensorFlow's
   default threads and with one thread per pool.
+* ``recommend``: p50/p90/p99 latency of ``recommend`` (the top 10 of every
+  movie, ``benchmarks.serving_latency --signature recommend``) at batch 1 and
+  64, with the same thread settings, on the default preset's serving model
+  over an ML-1M-sized catalogue (6,040 users, 3,706 movies) that
+  ``serving_latency --build-catalogue`` exports first, or on
+  ``--recommend-model DIR``.
 * ``trainer``: the keras-io seed's way of training (``benchmarks.seed_reference``)
   beside the project's (``trainer.task.shuffled_batches`` into
   ``trainer.model.build_model``, 8 steps per execution) on one ML-100K
@@ -21,6 +27,7 @@ A section run replaces that section in ``speed.json`` and records its own
 command, machine, commit, time and load; the others keep theirs.
 
     python -m benchmarks.speed [--sections pipeline,serving] [--datasets ml-100k] [--quick]
+    python -m benchmarks.speed --sections recommend     # about 2 minutes on its own
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from benchmarks import datasets
 from benchmarks import measure
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SECTIONS = ("pipeline", "serving", "trainer", "scale")
+SECTIONS = ("pipeline", "serving", "recommend", "trainer", "scale")
 PIPELINE_DATASETS = ("builtin", "ml-100k", "synthetic-1m")
 PIPELINE_NAME = "movielens-memory-efficient"
 # Presets timed to the seed's best RMSE beside the default one.
@@ -129,6 +136,35 @@ def serving_section(args, scratch: str) -> dict:
     return {"serving_p50_ms_batch1": batch_1.get("p50_ms"), "serving": {"runs": runs}}
 
 
+def recommend_section(args, scratch: str) -> dict:
+    model, catalogue = args.recommend_model, {"model": "--recommend-model"}
+    if not model:
+        model = os.path.join(scratch, "catalogue_model")
+        command = ["-m", "benchmarks.serving_latency", "--build-catalogue", model]
+        if args.catalogue_users:  # else serving_latency's ML-1M-sized default
+            command += ["--users", str(args.catalogue_users)]
+        if args.catalogue_movies:
+            command += ["--movies", str(args.catalogue_movies)]
+        run = run_logged(command, args.log_dir, "recommend_catalogue")
+        catalogue = {**run, **tagged_json(run["log"], "CATALOGUE_RESULT")}
+        if run["returncode"]:
+            raise SystemExit(f"building the catalogue model failed; see {run['log']}")
+    runs = {}
+    for threads in args.serving_threads:
+        command = ["-m", "benchmarks.serving_latency", "--model", model]
+        command += ["--signature", "recommend", "--batch-sizes", "1,64", "--k", "10"]
+        command += ["--threads", str(threads)]
+        command += ["--calls", str(args.serving_calls)] if args.serving_calls else []
+        label = f"{threads}_threads" if threads else "default_threads"
+        run = run_logged(command, args.log_dir, f"recommend_{label}")
+        runs[label] = {**run, **tagged_json(run["log"], "RECOMMEND_RESULT")}
+    batch_1 = runs[next(iter(runs))].get("batch_1", {})
+    return {
+        "recommend_p50_ms_batch1": batch_1.get("p50_ms"),
+        "recommend": {"catalogue": catalogue, "runs": runs},
+    }
+
+
 def trainer_section(args, scratch: str) -> dict:
     import keras
 
@@ -212,6 +248,7 @@ def targets(results: dict) -> dict:
     checks = {
         "trainer_speedup_to_seed_best >= 3": ("trainer_speedup_to_seed_best", lambda v: v >= 3),
         "serving_p50_ms_batch1 <= 2": ("serving_p50_ms_batch1", lambda v: v <= 2),
+        "recommend_p50_ms_batch1 <= 5": ("recommend_p50_ms_batch1", lambda v: v <= 5),
         "qr_100m_peak_rss_gb <= 24": ("qr_100m_peak_rss_gb", lambda v: v <= 24),
     }
     return {
@@ -236,6 +273,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--serving-model", help="SavedModel, when the pipeline section is not run")
     parser.add_argument("--serving-threads", default="0,1", help="0: TensorFlow's default")
     parser.add_argument("--serving-calls", type=int, help="timed calls per batch size")
+    parser.add_argument("--recommend-model", help="SavedModel to time recommend on")
+    parser.add_argument("--catalogue-users", type=int, help="default: ML-1M's 6,040")
+    parser.add_argument("--catalogue-movies", type=int, help="default: ML-1M's 3,706")
     parser.add_argument("--trainer-repeats", type=int, default=2)
     parser.add_argument("--seed-max-epochs", type=int, default=20)
     parser.add_argument("--max-epochs", type=int, default=30)
@@ -247,6 +287,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:
         args.datasets, args.scale_ids, args.scale_steps = "builtin", "1000000", 40
         args.full_table_ids, args.serving_calls, args.trainer_repeats = 100_000, 200, 1
+        args.catalogue_users, args.catalogue_movies = 604, 371
         args.seed_max_epochs = args.max_epochs = 3
     args.sections = args.sections.split(",")
     if set(args.sections) - set(SECTIONS):
@@ -269,6 +310,7 @@ def main(argv=None) -> int:
     runners = {
         "pipeline": pipeline_section,
         "serving": serving_section,
+        "recommend": recommend_section,
         "trainer": trainer_section,
         "scale": scale_section,
     }

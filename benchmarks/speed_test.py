@@ -21,14 +21,19 @@ def test_targets_are_met_not_met_or_not_measured():
     assert speed.targets(results) == {
         "trainer_speedup_to_seed_best >= 3": None,
         "serving_p50_ms_batch1 <= 2": True,
+        "recommend_p50_ms_batch1 <= 5": None,
         "qr_100m_peak_rss_gb <= 24": False,
     }
+    assert speed.targets({"recommend_p50_ms_batch1": 4.9})["recommend_p50_ms_batch1 <= 5"]
 
 
 def test_quick_shrinks_the_run_and_unknown_sections_are_refused():
     args = speed.parse_args(["--quick", "--sections", "scale,serving"])
     assert args.sections == ["scale", "serving"] and args.datasets == ["builtin"]
     assert args.scale_ids == [1_000_000] and args.trainer_repeats == 1
+    assert args.catalogue_movies < 3706
+    # Defaults: serving_latency's ML-1M-sized catalogue.
+    assert speed.parse_args(["--sections", "recommend"]).catalogue_movies is None
     with pytest.raises(SystemExit):
         speed.parse_args(["--sections", "levers"])
 
@@ -92,6 +97,45 @@ def test_serving_latency_times_the_signature(tmp_path, capsys):
     assert result["batch_1"]["calls"] == result["batch_4"]["calls"] == 30
     assert 0 < result["batch_1"]["p50_ms"] <= result["batch_1"]["p99_ms"]
     assert result["peak_rss_gb"] > 0
+
+
+@pytest.fixture(scope="module")
+def catalogue_model(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("catalogue"))
+    built = serving_latency.build_catalogue_model(model_dir, num_users=12, num_movies=7)
+    return model_dir, built
+
+
+def test_the_catalogue_model_has_every_user_and_movie(catalogue_model):
+    model_dir, built = catalogue_model
+    assert (built["users"], built["movies"]) == (12, 7)
+    movies = serving_latency.vocabulary_tokens(model_dir, "movie_id_vocabulary")
+    assert sorted(movies) == sorted(f"movie_{i}" for i in range(1, 8))
+
+
+def test_recommend_latency_times_top_k_lists_of_the_models_users(catalogue_model, capsys):
+    model_dir, _ = catalogue_model
+    argv = ["--model", model_dir, "--signature", "recommend", "--batch-sizes", "1,4"]
+    serving_latency.main(argv + ["--calls", "25", "--k", "3"])
+    [line] = [o for o in capsys.readouterr().out.splitlines() if o.startswith("RECOMMEND_RESULT")]
+    result = json.loads(line.split(" ", 1)[1])
+    assert (result["users"], result["movies"], result["k"]) == (12, 7, 3)
+    for batch in ("batch_1", "batch_4"):
+        assert result[batch]["calls"] == 25
+        assert 0 < result[batch]["p50_ms"] <= result[batch]["p90_ms"]
+
+
+def test_the_recommend_section_records_its_runs_and_the_headline(catalogue_model, tmp_path):
+    model_dir, _ = catalogue_model
+    args = speed.parse_args(
+        ["--sections", "recommend", "--recommend-model", model_dir, "--serving-threads", "1"]
+        + ["--serving-calls", "20", "--log-dir", str(tmp_path)]
+    )
+    section = speed.recommend_section(args, str(tmp_path))
+    run = section["recommend"]["runs"]["1_threads"]
+    assert run["returncode"] == 0 and run["movies"] == 7 and run["threads"] == 1
+    assert section["recommend_p50_ms_batch1"] == run["batch_1"]["p50_ms"] > 0
+    assert run["batch_64"]["calls"] == 20
 
 
 @pytest.mark.parametrize("path", ["qr_layer", "full"])
