@@ -969,8 +969,11 @@ def _strings(ids: pa.Array) -> np.ndarray:
 
 
 def format_rating(value: np.float32) -> str:
-    # trim="0" keeps one digit after the point, so 4 is written "4.0" and
-    # CsvExampleGen infers FLOAT for the column.
+    """The shortest text of a float32 rating, with a point: 4 is "4.0", 3.5 is "3.5".
+
+    ExampleGen's split hash reads a rating as this text (``split_of_rows``),
+    so it must not change.
+    """
     return np.format_float_positional(value, unique=True, trim="0")
 
 
