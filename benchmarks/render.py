@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -209,9 +210,17 @@ def id_params(row: dict) -> int | None:
     return None
 
 
+def family(row: dict) -> str:
+    """A row's series: its name without the budget (``qr_mult3_128x``: ``qr_mult3``);
+    the quality group's ``qr`` preset is QR "concat" in 2 partitions."""
+    name = re.sub(r"_\d+x$", "", row.get("config", ""))
+    return {"baseline": "full", "qr": "qr_concat2"}.get(name, name)
+
+
 def chart_points(payloads: Sequence[dict]) -> dict[str, dict[str, list[tuple]]]:
-    """``{dataset: {technique: [(id_params, val_rmse, val_rmse_std), ...]}}``, sorted
-    by parameters, over the data sets of the first payload; the seed's models left out."""
+    """``{dataset: {series: [(id_params, val_rmse, val_rmse_std), ...]}}`` (``family``),
+    sorted by parameters, over the data sets of the first payload; the seed's
+    models left out."""
     datasets = list(dict.fromkeys(r["dataset"] for r in payloads[0]["rows"]))
     points: dict[str, dict[str, list[tuple]]] = {d: {} for d in datasets}
     for payload in payloads:
@@ -221,8 +230,7 @@ def chart_points(payloads: Sequence[dict]) -> dict[str, dict[str, list[tuple]]]:
                 continue
             if row.get("config", "").startswith("seed_"):
                 continue
-            technique = row.get("technique") or row.get("config")
-            series = points[row["dataset"]].setdefault(technique, [])
+            series = points[row["dataset"]].setdefault(family(row), [])
             series.append((x, row["val_rmse"], row.get("val_rmse_std", 0.0)))
     for series in points.values():
         for values in series.values():
@@ -246,10 +254,13 @@ def chart(results: Path = RESULTS_DIR, out: Path | None = None) -> Path:
     points = chart_points(payloads)
     fig, axes = plt.subplots(1, len(points), figsize=(5.5 * len(points), 4.5), squeeze=False)
     for ax, (dataset, series) in zip(axes[0], points.items(), strict=False):
-        for technique, values in sorted(series.items()):
+        colors = plt.get_cmap("tab20").colors
+        for i, (name, values) in enumerate(sorted(series.items())):
             x, y, err = zip(*values, strict=True)
             style = "s" if len(values) == 1 else "o-"
-            ax.errorbar(x, y, yerr=err, fmt=style, ms=4, capsize=2, label=technique)
+            ax.errorbar(
+                x, y, yerr=err, fmt=style, ms=4, capsize=2, label=name, color=colors[i % 20]
+            )
         ax.set_xscale("log")
         ax.set_title(dataset)
         ax.set_xlabel("id-indexed parameters (tables + per-id biases)")

@@ -113,6 +113,7 @@ def test_the_chart_plots_every_technique_by_its_id_indexed_parameters(tmp_path):
     points = render.chart_points([extreme, legacy])
     assert list(points) == ["ml-100k"]
     assert points["ml-100k"]["hash"] == [(10, 0.97, 0.003), (20, 0.95, 0.003)]
+    assert points["ml-100k"]["qr_mult2"] == [(19, 0.94, 0.003)]
     assert points["ml-100k"]["uniform"] == [(100, 0.92, 0.003)]  # the global bias left out
     assert points["ml-100k"]["full"] == [(1000, 0.9, 0.003)]  # not the seed's model
     (tmp_path / "extreme.json").write_text(json.dumps(extreme))
