@@ -59,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     where.add_argument(
         "--data-root",
-        help="gs:// folder holding the ratings CSV(s) with columns user_id,movie_id,rating "
+        help="gs:// folder (or one file) of ratings: MovieLens files as GroupLens ships them "
+        "(u.data, ratings.dat, ratings.csv) or a user_id,movie_id,rating CSV "
         "(default: OUTPUT_ROOT/data)",
     )
     where.add_argument(

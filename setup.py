@@ -41,8 +41,7 @@ setuptools.setup(
         "dill",
         "numpy>=1.22,<2",
         "pyarrow>=10,<11",  # ArrowCsvExampleGen; tfx-bsl 1.16's range
-        "pandas",  # fast parsing of the MovieLens files
-        "pyfarmhash",  # ExampleGen's split hash, to check a small file's split up front
+        "pandas",  # the benchmarks' data sets
         "tqdm",  # download progress
         "matplotlib>=3.8,<3.10",  # the run report's charts and the benchmark plots
         "Jinja2>=3.1,<4",  # the run report's page template

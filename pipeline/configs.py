@@ -76,7 +76,8 @@ class PipelineConfig:
     """Everything ``create_pipeline`` needs.
 
     Attributes:
-      data_root: folder holding the normalised ratings CSV(s) for ExampleGen.
+      data_root: the ratings for ExampleGen: a folder of ratings files or one
+        file, in a GroupLens format or ``user_id,movie_id,rating`` CSV.
       output_root: folder for pipeline artifacts, ML Metadata and the pushed
         models (each in its own sub-folder, see the properties below).
       model: the model and training settings for the Trainer.
