@@ -348,13 +348,23 @@ def pipeline_part(sizes, log_dir: str) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def merge_results(part: dict, out: str) -> None:
-    """Replaces ``part``'s keys in ``out``, keeping the other part's; complete or absent."""
+def merge_results(name: str, part: dict, out: str, command: str, machine=None) -> None:
+    """Replaces part ``name``'s keys in ``out``, keeping the other parts'; complete or absent.
+
+    ``parts`` records, per part, the machine, commit and command it was
+    measured with, since the parts of one file may come from different runs.
+    """
     results = {}
     if os.path.exists(out):
         with open(out) as f:
             results = json.load(f)
-    results.update(part, machine=measure.machine_info())
+    machine = machine or measure.machine_info()
+    results.update(part, machine=machine, commit=machine.get("git_head"))
+    results.setdefault("parts", {})[name] = {
+        "command": command,
+        "machine": machine,
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
@@ -386,12 +396,14 @@ def main(argv=None) -> int:
         if unknown:
             parser.error(f"--sizes: unknown {sorted(unknown)}; choose from {list(PIPELINE_SIZES)}")
         os.makedirs(args.log_dir, exist_ok=True)
+        command = " ".join(["python -m benchmarks.scale", *(argv or sys.argv[1:])])
         if "steps" in parts:
-            merge_results(curve(steps=args.steps if args.steps != 300 else CURVE_STEPS), args.out)
+            steps = args.steps if args.steps != 300 else CURVE_STEPS
+            merge_results("steps", curve(steps=steps), args.out, command)
         if "lookup" in parts:
-            merge_results(lookup_part(), args.out)
+            merge_results("lookup", lookup_part(), args.out, command)
         if "pipeline" in parts:
-            merge_results(pipeline_part(sizes, args.log_dir), args.out)
+            merge_results("pipeline", pipeline_part(sizes, args.log_dir), args.out, command)
         return 0
     result = run(args.ids, args.path, args.steps, args.batch_size, args.seed)
     # One JSON line on stdout for the parent benchmark to read.

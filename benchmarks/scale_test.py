@@ -13,7 +13,8 @@ def test_a_pipeline_run_records_time_memory_and_every_component(tmp_path, monkey
     out = tmp_path / "scale.json"
     out.write_text(json.dumps({"step_ms": {"10000": 2.0}}))
 
-    scale.merge_results(scale.pipeline_part(["tiny"], str(tmp_path)), str(out))
+    part = scale.pipeline_part(["tiny"], str(tmp_path))
+    scale.merge_results("pipeline", part, str(out), "test")
 
     results = json.loads(out.read_text())
     assert results["step_ms"] == {"10000": 2.0}  # the other part's keys stay
@@ -25,7 +26,7 @@ def test_a_pipeline_run_records_time_memory_and_every_component(tmp_path, monkey
     )
     assert 0 < sum(run["components"].values()) < run["seconds"]
     assert run["peak_rss_gb"] > 0.1
-    assert results["machine"]["cpu_model"]
+    assert results["machine"]["cpu_model"] and results["parts"]["pipeline"]["command"] == "test"
 
 
 def test_the_lookup_part_loads_every_id_and_measures_its_table():

@@ -153,7 +153,7 @@ def test_scale_trains_a_user_table_and_counts_its_parameters(path):
 def test_the_scale_curve_trains_the_default_preset_per_size_and_writes_its_results(tmp_path):
     out = tmp_path / "scale.json"
     results = scale.curve(ids=(3000, 6000), steps=25)
-    scale.merge_results(results, str(out))
+    scale.merge_results("steps", results, str(out), "test")
     written = json.loads(out.read_text())
     assert {k: written[k] for k in results} == results
     assert written["machine"]["cpu_model"]
