@@ -13,7 +13,11 @@ from conftest import write_synthetic_ratings
 
 pytestmark = pytest.mark.slow
 
-COMPONENT_LINE = re.compile(r"^\[ *(\d+)/(\d+)\] (\S+) +(running|done|cached|failed)(?: +(\S+))?$")
+# A duration as console.format_seconds writes it: "12.3s", "1m 05s", "1h 02m".
+DURATION = r"(?:\d+\.\ds|\d+m \d\ds|\d+h \d\dm)"
+COMPONENT_LINE = re.compile(
+    rf"^\[ *(\d+)/(\d+)\] (\S+) +(running|done|cached|failed)(?: +({DURATION}))?$"
+)
 # What the libraries write, none of which belongs on the console by default.
 NOISE = (
     "INFO:absl",
@@ -79,12 +83,12 @@ def test_a_line_as_each_component_starts_and_ends_then_the_summary(default_run, 
     trainer = lines.index(next(line for line in lines if re.search(r"\] Trainer +running$", line)))
     epochs = lines[trainer + 1 : trainer + 3]
     for epoch, line in enumerate(epochs, start=1):
-        assert re.fullmatch(rf" +epoch {epoch}/2  \d+ steps  \S+  eval RMSE \d\.\d{{4}}", line), (
-            line
-        )
+        assert re.fullmatch(
+            rf" +epoch {epoch}/2  \d+ steps  {DURATION}  eval RMSE \d\.\d{{4}}", line
+        ), line
     assert re.search(r"\] Trainer +done ", lines[trainer + 3])
     assert re.fullmatch(
-        rf"Pipeline finished in \S+ \({total} components\)\.", lines[lines.index("") - 1]
+        rf"Pipeline finished in {DURATION} \({total} components\)\.", lines[lines.index("") - 1]
     )
     # The summary as before, then where the log is.
     summary = result.stdout.split("\n\n", 1)[1]
