@@ -275,16 +275,17 @@ def _computations_of(statistic: Callable[[SliceResult], float]):
 
 
 class _RatingMetric(metric_types.Metric):
-    """A statistic of the shared rating sums, reported under ``name``."""
+    """A statistic of one part (``PART``) of the shared pass's result, reported under ``name``."""
 
     STATISTIC: Callable[[RatingSums], float]
     DEFAULT_NAME: str
+    PART = "sums"
 
     def __init__(self, name: str | None = None, user_key: str = features.USER_ID):
-        statistic = type(self).STATISTIC
+        statistic, part = type(self).STATISTIC, type(self).PART
         super().__init__(
             metric_util.merge_per_key_computations(
-                _computations_of(lambda result: statistic(result.sums))
+                _computations_of(lambda result: statistic(getattr(result, part)))
             ),
             name=name or self.DEFAULT_NAME,
             user_key=user_key,
@@ -342,21 +343,11 @@ class RatingRmseGainOverMean(_RatingMetric):
     STATISTIC = staticmethod(rmse_gain_over_mean)
 
 
-class _RankingMetric(metric_types.Metric):
+class _RankingMetric(_RatingMetric):
     """One of the per-user ranking means of a slice, reported under ``name``."""
 
     STATISTIC: Callable[[RankingMeans], float]
-    DEFAULT_NAME: str
-
-    def __init__(self, name: str | None = None, user_key: str = features.USER_ID):
-        statistic = type(self).STATISTIC
-        super().__init__(
-            metric_util.merge_per_key_computations(
-                _computations_of(lambda result: statistic(result.ranking))
-            ),
-            name=name or self.DEFAULT_NAME,
-            user_key=user_key,
-        )
+    PART = "ranking"
 
 
 class RatingNdcgAtK(_RankingMetric):

@@ -56,21 +56,31 @@ def test_each_metric_matches_its_formula(metric, expected):
     assert _run(metric) == pytest.approx(expected, rel=1e-9)
 
 
-def test_metrics_report_under_tfma_names_and_are_not_shadowed_by_tfma():
+@pytest.mark.parametrize(
+    "family, names",
+    [
+        (
+            metrics.RATING_METRICS,
+            [
+                "example_count",
+                "mean_squared_error",
+                "root_mean_squared_error",
+                "mean_absolute_error",
+                "mean_label",
+                "mean_prediction",
+                "rmse_gain_over_mean",
+            ],
+        ),
+        (metrics.RANKING_METRICS, ["ndcg_at_10", "recall_at_10", "ranked_users"]),
+    ],
+)
+def test_metrics_report_under_their_names_and_are_not_shadowed_by_tfma(family, names):
     from tensorflow_model_analysis.metrics import metric_specs
 
-    for metric in metrics.RATING_METRICS:
+    for metric in family:
         config = tfma.MetricConfig(class_name=metric.__name__, module=metrics.__name__)
         assert type(metric_specs.metric_instance(config)) is metric
-    assert [m().name for m in metrics.RATING_METRICS] == [
-        "example_count",
-        "mean_squared_error",
-        "root_mean_squared_error",
-        "mean_absolute_error",
-        "mean_label",
-        "mean_prediction",
-        "rmse_gain_over_mean",
-    ]
+    assert [m().name for m in family] == names
 
 
 def test_an_empty_slice_is_nan_not_an_error():
@@ -187,19 +197,6 @@ def test_rating_and_ranking_metrics_share_one_pass():
     # TFMA runs equal MetricComputations once; every metric asks for the same one.
     all_metrics = metrics.RATING_METRICS + metrics.RANKING_METRICS
     assert len({_computations(m())[0] for m in all_metrics}) == 1
-
-
-def test_ranking_metrics_are_not_shadowed_by_tfma():
-    from tensorflow_model_analysis.metrics import metric_specs
-
-    for metric in metrics.RANKING_METRICS:
-        config = tfma.MetricConfig(class_name=metric.__name__, module=metrics.__name__)
-        assert type(metric_specs.metric_instance(config)) is metric
-    assert [m().name for m in metrics.RANKING_METRICS] == [
-        "ndcg_at_10",
-        "recall_at_10",
-        "ranked_users",
-    ]
 
 
 def test_through_tfma_a_movie_slice_ranks_only_its_own_movies(tmp_path):
