@@ -124,16 +124,22 @@ def pipeline_section(args, scratch: str) -> dict:
 def serving_section(args, scratch: str) -> dict:
     if not args.serving_model:
         raise SystemExit("the serving section needs the pipeline section or --serving-model DIR")
-    runs = {}
-    for threads in args.serving_threads:
-        command = ["-m", "benchmarks.serving_latency", "--model", args.serving_model]
-        command += ["--threads", str(threads)]
-        command += ["--calls", str(args.serving_calls)] if args.serving_calls else []
-        label = f"{threads}_threads" if threads else "default_threads"
-        run = run_logged(command, args.log_dir, f"serving_{label}")
-        runs[label] = {**run, **tagged_json(run["log"], "SERVING_RESULT")}
+    runs = latency_runs(args, args.serving_model, [], "serving", "SERVING_RESULT")
     batch_1 = runs[next(iter(runs))].get("batch_1", {})
     return {"serving_p50_ms_batch1": batch_1.get("p50_ms"), "serving": {"runs": runs}}
+
+
+def latency_runs(args, model: str, options: list[str], label: str, tag: str) -> dict:
+    """``benchmarks.serving_latency`` on ``model`` once per thread setting, a child each."""
+    runs = {}
+    for threads in args.serving_threads:
+        command = ["-m", "benchmarks.serving_latency", "--model", model, *options]
+        command += ["--threads", str(threads)]
+        command += ["--calls", str(args.serving_calls)] if args.serving_calls else []
+        name = f"{threads}_threads" if threads else "default_threads"
+        run = run_logged(command, args.log_dir, f"{label}_{name}")
+        runs[name] = {**run, **tagged_json(run["log"], tag)}
+    return runs
 
 
 def recommend_section(args, scratch: str) -> dict:
@@ -149,15 +155,8 @@ def recommend_section(args, scratch: str) -> dict:
         catalogue = {**run, **tagged_json(run["log"], "CATALOGUE_RESULT")}
         if run["returncode"]:
             raise SystemExit(f"building the catalogue model failed; see {run['log']}")
-    runs = {}
-    for threads in args.serving_threads:
-        command = ["-m", "benchmarks.serving_latency", "--model", model]
-        command += ["--signature", "recommend", "--batch-sizes", "1,64", "--k", "10"]
-        command += ["--threads", str(threads)]
-        command += ["--calls", str(args.serving_calls)] if args.serving_calls else []
-        label = f"{threads}_threads" if threads else "default_threads"
-        run = run_logged(command, args.log_dir, f"recommend_{label}")
-        runs[label] = {**run, **tagged_json(run["log"], "RECOMMEND_RESULT")}
+    signature = ["--signature", "recommend", "--batch-sizes", "1,64", "--k", "10"]
+    runs = latency_runs(args, model, signature, "recommend", "RECOMMEND_RESULT")
     batch_1 = runs[next(iter(runs))].get("batch_1", {})
     return {
         "recommend_p50_ms_batch1": batch_1.get("p50_ms"),
