@@ -318,14 +318,15 @@ RULE: tuple[tuple[float, str, dict[str, Any], str], ...] = (
         REFERENCE_DIM,
         "hash",
         {"type": "hash", "compression": 2},
-        "to 64x full biases nearly fill the budget and a small hashed table "
-        "of the most rated ids takes the rest",
+        "to 64x full biases nearly fill the budget (they alone are a 65x model) and "
+        "a small hashed table of the most rated ids takes the rest",
     ),
     (
         math.inf,
         "qr",
-        {"type": "qr", "operation": "mult", "num_partitions": 3, "compression": 2},
-        "past 64x the biases are compressed (QR add) and a QR table reaches any size",
+        {"type": "qr", "operation": "add", "num_partitions": 2, "compression": 2},
+        "past 64x the biases are compressed (QR add) and take most of the budget; of "
+        "the tables beside them only QR add did better than hashing, where it fits",
     ),
 )
 # Where the rule's technique cannot fit (a small vocabulary), these can.
