@@ -393,7 +393,7 @@ def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
     index = next(i for i, (up_to, *_rest) in enumerate(RULE) if ratio <= up_to)
     _, technique, spec, why = RULE[index]
     candidates = [(technique, spec, why)] + [
-        (name, next(s for _, n, s, _w in RULE if n == name), f"{technique} does not fit: {why}")
+        (name, next(s for _, n, s, _w in RULE if n == name), f"{technique} does not fit ({why})")
         for name in FALLBACKS
         if name != technique
     ]
@@ -412,7 +412,7 @@ def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
     if settings["use_biases"]:
         settings["user_bias"] = fitted.biases["user_embedding"]
         settings["movie_bias"] = fitted.biases["movie_embedding"]
-    return Choice(budget, technique, settings, limit, fitted.total, known, f"{ratio:.3g}x: {why}")
+    return Choice(budget, technique, settings, limit, fitted.total, known, f"{ratio:,.4g}x: {why}")
 
 
 def check(report: Mapping[str, Any], budget: Budget) -> tuple[bool, str]:
