@@ -2,7 +2,6 @@
 
 import os
 import re
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -700,10 +699,12 @@ def test_compressed_file_is_named_as_such_whatever_its_name(tmp_path, name, comp
             read_ratings(tmp_path)
 
 
-def test_out_of_scale_hint_names_what_a_user_can_do():
-    for content in ("5\t6\t7\t1\n", "5\t6\t3.5\t1\n"):
+def test_out_of_scale_hint_names_what_a_user_can_do(tmp_path):
+    for number, content in enumerate(("5\t6\t7\t1\n", "5\t6\t3.5\t1\n")):
+        folder = tmp_path / str(number)
+        folder.mkdir()
         with pytest.raises(movielens.RatingsFormatError) as caught:
-            read_ratings(write(Path(tempfile.mkdtemp()) / "u.data", content))
+            read_ratings(write(folder / "u.data", content))
         message = str(caught.value)
         assert "rating_scale" not in message  # a Python argument; the command line has none
         assert "rescaled" in message and "half stars" in message
