@@ -55,6 +55,7 @@ import tensorflow as tf
 
 from benchmarks import measure
 from components import features
+from pipeline import configs
 from trainer import model as model_lib
 from trainer import model_config
 from trainer.embeddings import qr_layer
@@ -68,7 +69,6 @@ PIPELINE_SIZES = {
     "4m-wide": (4_000_000, 1_000_000, 100_000, 1),
     "20m-wide": (20_000_000, 5_000_000, 100_000, 1),
 }
-PIPELINE_NAME = "movielens-memory-efficient"
 PATHS = ("preset", "qr_layer", "build_model", "build_model_no_biases", "full")
 # The step-cost curve: the default preset at the pipeline's batch size.
 CURVE_IDS = (10_000, 1_000_000, 10_000_000, 100_000_000)
@@ -218,6 +218,18 @@ def run(num_ids: int, path: str, steps: int, batch_size: int, seed: int) -> dict
     }
 
 
+def child_result(command: list[str], num_ids: int) -> dict:
+    """The SCALE_RESULT a child process printed, or what it failed with."""
+    child = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in child.stdout.splitlines() if line.startswith("SCALE_RESULT ")]
+    if child.returncode or not lines:
+        tail = (child.stderr or child.stdout).strip().splitlines()[-1:]
+        failed = {"ids": num_ids, "failed": tail[0] if tail else f"exit {child.returncode}"}
+        print(f"  failed: {failed['failed']}", flush=True)
+        return failed
+    return json.loads(lines[-1].split(" ", 1)[1])
+
+
 def curve(ids=CURVE_IDS, steps: int = CURVE_STEPS) -> dict:
     """The default preset's step time and peak RSS per vocabulary size, one child each."""
     step_ms, peak = {}, {}
@@ -227,15 +239,10 @@ def curve(ids=CURVE_IDS, steps: int = CURVE_STEPS) -> dict:
         command += ["--path", "preset", "--steps", str(steps)]
         command += ["--batch-size", str(CURVE_BATCH_SIZE)]
         print(f"{num_ids:,} ids ...", flush=True)
-        child = subprocess.run(command, capture_output=True, text=True, check=False)
-        lines = [line for line in child.stdout.splitlines() if line.startswith("SCALE_RESULT ")]
-        if child.returncode or not lines:
-            tail = (child.stderr or child.stdout).strip().splitlines()[-1:]
-            runs.append({"ids": num_ids, "failed": tail[0] if tail else f"exit {child.returncode}"})
-            print(f"  failed: {runs[-1]['failed']}", flush=True)
-            continue
-        result = json.loads(lines[-1].split(" ", 1)[1])
+        result = child_result(command, num_ids)
         runs.append(result)
+        if "failed" in result:
+            continue
         step_ms[str(num_ids)] = result["step_ms_p50"]
         peak[str(num_ids)] = result["peak_rss_gb"]
         print(f"  {result['step_ms_p50']} ms/step, peak RSS {result['peak_rss_gb']} GB", flush=True)
@@ -295,12 +302,7 @@ def lookup_part(ids=LOOKUP_IDS) -> dict:
     runs = []
     for num_ids in ids:
         command = [sys.executable, "-m", "benchmarks.scale", "--lookup-ids", str(num_ids)]
-        child = subprocess.run(command, capture_output=True, text=True, check=False)
-        lines = [line for line in child.stdout.splitlines() if line.startswith("SCALE_RESULT ")]
-        if child.returncode or not lines:
-            runs.append({"ids": num_ids, "failed": (child.stderr or "").strip()[-300:]})
-            continue
-        runs.append(json.loads(lines[-1].split(" ", 1)[1]))
+        runs.append(child_result(command, num_ids))
         print(f"lookup {num_ids:,} ids: {runs[-1]}", flush=True)
     return {"lookup": runs}
 
@@ -318,7 +320,7 @@ def pipeline_run(name: str, scratch: str, log_dir: str) -> dict:
     command += ["--output-root", output_root]
     print(f"{name}: {' '.join(command[1:])}", flush=True)
     run = measure.run_measured(command, os.path.join(log_dir, f"pipeline-{name}.log"))
-    metadata = os.path.join(output_root, "metadata", PIPELINE_NAME, "metadata.db")
+    metadata = os.path.join(output_root, "metadata", configs.PIPELINE_NAME, "metadata.db")
     components = measure.component_seconds(metadata) if os.path.exists(metadata) else {}
     shutil.rmtree(output_root, ignore_errors=True)
     os.remove(data)

@@ -45,11 +45,11 @@ from pathlib import Path
 
 from benchmarks import datasets
 from benchmarks import measure
+from pipeline import configs
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SECTIONS = ("pipeline", "serving", "recommend", "trainer", "scale")
 PIPELINE_DATASETS = ("builtin", "ml-100k", "synthetic-1m")
-PIPELINE_NAME = "movielens-memory-efficient"
 # Presets timed to the seed's best RMSE beside the default one.
 TRAINER_PRESETS = ("full", "md_16x")
 
@@ -101,7 +101,7 @@ def pipeline_section(args, scratch: str) -> dict:
         command = ["local_runner.py", "--no-cache", "--verbose", "--output-root", output_root]
         command += data_args
         run = run_logged(command + args.runner_args, args.log_dir, f"pipeline_{name}", True)
-        metadata = os.path.join(output_root, "metadata", PIPELINE_NAME, "metadata.db")
+        metadata = os.path.join(output_root, "metadata", configs.PIPELINE_NAME, "metadata.db")
         if os.path.exists(metadata):
             run["components"] = measure.component_seconds(metadata)
         with open(run["log"], errors="replace") as f:
