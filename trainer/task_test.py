@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx.components.trainer import fn_args_utils
-from tfx_bsl.public import tfxio
 
 from components import features
 from conftest import TINY_TRAIN
@@ -55,17 +53,6 @@ def raw_examples(tmp_path):
     return [str(path.parent / "*")]
 
 
-def _data_accessor():
-    def dataset_factory(file_pattern, options, schema):
-        return tfxio.TFExampleRecord(
-            file_pattern=file_pattern, telemetry_descriptors=["test"], schema=schema
-        ).TensorFlowDataset(options)
-
-    return fn_args_utils.DataAccessor(
-        tf_dataset_factory=dataset_factory, record_batch_factory=None, data_view_decode_fn=None
-    )
-
-
 def _rows(dataset, steps=None):
     if steps is not None:
         dataset = dataset.take(steps)
@@ -86,9 +73,7 @@ def test_raw_examples_reach_the_model_as_frequency_ranked_ids(
 ):
     _, work, _ = tiny_transform
     config = ModelConfig(batch_size=3, input_in_memory=in_memory)
-    data = task.read_training_data(
-        config, raw_examples, raw_examples, _data_accessor(), tft.TFTransformOutput(work)
-    )
+    data = task.read_training_data(config, raw_examples, raw_examples, tft.TFTransformOutput(work))
 
     # user_b (3 ratings) is 0, user_a 1, user_c 2, unseen users the OOV index 3.
     expected = sorted([(0, 0, 4.0)] * 3 + [(1, 1, 2.0)] * 2 + [(2, 0, 5.0)] + [(3, 0, 1.0)])
