@@ -83,6 +83,53 @@ def test_metrics_report_under_their_names_and_are_not_shadowed_by_tfma(family, n
     assert [m().name for m in family] == names
 
 
+def _rmse_of(model_name, elements, example_weighted=False):
+    """RMSE of ``model_name`` over ``elements``, as TFMA computes it beside a baseline."""
+    eval_config = tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(name="candidate"), tfma.ModelSpec(name="baseline")]
+    )
+    computations = metrics.RatingRootMeanSquaredError().computations(
+        eval_config=eval_config,
+        model_names=["candidate", "baseline"],
+        output_names=[""],
+        example_weighted=example_weighted,
+    )
+    mine = [c for c in computations if c.keys[0].model_name == model_name]
+    shared = [c for c in mine if isinstance(c, metric_types.MetricComputation)]
+    derived = [c for c in mine if isinstance(c, metric_types.DerivedMetricComputation)]
+    combiner = shared[0].combiner
+    accumulator = combiner.create_accumulator()
+    for element in elements:
+        accumulator = combiner.add_input(accumulator, element)
+    (value,) = derived[0].result(combiner.extract_output(accumulator)).values()
+    return value
+
+
+def test_each_model_of_a_baseline_comparison_is_scored_on_its_own_predictions():
+    baseline = PREDICTIONS + 0.5
+    weights = np.array([1.0, 2.0, 1.0, 3.0, 1.0])
+    elements = [
+        metric_types.StandardMetricInputs(
+            label={"candidate": np.array([label]), "baseline": np.array([label])},
+            prediction={"candidate": np.array([candidate]), "baseline": np.array([other])},
+            example_weight={"candidate": np.array([weight]), "baseline": np.array([weight])},
+        )
+        for label, candidate, other, weight in zip(
+            LABELS, PREDICTIONS, baseline, weights, strict=True
+        )
+    ]
+
+    def rmse(predictions, w=None):
+        return math.sqrt(np.average((LABELS - predictions) ** 2, weights=w))
+
+    assert _rmse_of("candidate", elements) == pytest.approx(rmse(PREDICTIONS), rel=1e-9)
+    assert _rmse_of("baseline", elements) == pytest.approx(rmse(baseline), rel=1e-9)
+    # Weighted examples take TFMA's general path; the weights count.
+    assert _rmse_of("candidate", elements, example_weighted=True) == pytest.approx(
+        rmse(PREDICTIONS, weights), rel=1e-9
+    )
+
+
 def test_an_empty_slice_is_nan_not_an_error():
     shared, derived = _computations(metrics.RatingRootMeanSquaredError())
     sums = shared.combiner.extract_output(shared.combiner.create_accumulator())
@@ -191,6 +238,34 @@ def test_a_perfect_ranking_scores_one_and_a_constant_scores_the_worst_order():
     constant = _run_on(metrics.RatingNdcgAtK(), _examples({"u": (labels, [3.5] * 5)}))
     assert constant == pytest.approx(_reference(labels, -np.array(labels))[0])
     assert constant < 0.6
+
+
+def test_folding_rows_early_and_pickling_between_steps_change_nothing(monkeypatch):
+    import pickle
+
+    many_users = {
+        f"user_{i}": (
+            list(np.arange(i % 15 + 1) % 5 + 1.0),
+            list(np.cos(np.arange(i % 15 + 1) * i)),
+        )
+        for i in range(1, 41)
+    }
+    elements = _examples(many_users)
+    # Fold every 3 rows and send each partial pass through pickle, as TFMA does.
+    monkeypatch.setattr(metrics, "COMPACT_AT_ROWS", 3)
+    shared, _ = _computations(metrics.RatingNdcgAtK())
+    combiner = shared.combiner
+    halves = []
+    for part in (elements[::2], elements[1::2]):
+        accumulator = combiner.create_accumulator()
+        for element in part:
+            accumulator = combiner.add_input(accumulator, element)
+        halves.append(pickle.loads(pickle.dumps(accumulator)))
+    ranking = next(iter(combiner.extract_output(combiner.merge_accumulators(halves)).values()))
+    users, ndcg, recall = _mean_reference(many_users)
+    assert list(ranking.ranking) == pytest.approx([users, ndcg, recall], rel=1e-12)
+    assert recall < 1  # some users have relevant movies below the top 10
+    assert users == sum(1 for labels, _ in many_users.values() if max(labels) >= 4)
 
 
 def test_rating_and_ranking_metrics_share_one_pass():
