@@ -30,6 +30,7 @@ from components import serving_check
 from pipeline import configs
 from trainer import model_config
 from trainer import task as trainer_task
+from trainer.embeddings import memory as embedding_memory
 
 FACTS_FILE = "report.json"
 
@@ -515,12 +516,11 @@ def format_memory_report(report: dict) -> str:
     )
     biases = report.get("biases")
     if biases:
-        params = total["params"] + biases["total"]["params"]
-        full = reference + biases["total"]["full_params"]
+        overall = embedding_memory.id_indexed_total(report, reference_dim)
         kinds = ", ".join(sorted({t["type"] for t in biases["features"].values()}))
         lines.append(
-            f"  with the per-id biases ({kinds}) {params:,} params "
-            f"({full / max(params, 1):.1f}x smaller than full {reference_dim}-d tables "
+            f"  with the per-id biases ({kinds}) {overall['params']:,} params "
+            f"({overall['compression']:.1f}x smaller than full {reference_dim}-d tables "
             "and full biases)"
         )
     return "\n".join(lines)

@@ -64,6 +64,12 @@ def test_technique_runs_end_to_end(name, data_file):
     expected_types = {"full": "RowEmbedding", "qr": "QREmbedding", "md": "MDEmbedding"}
     assert report["features"]["user_id"]["type"] == expected_types[user_spec["type"]]
     assert report["features"]["movie_id"]["type"] == expected_types[movie_spec["type"]]
+    # The id-indexed total adds the per-id biases to the tables.
+    ids = sum(f["input_dim"] for f in report["features"].values())
+    assert report["id_indexed_total"]["params"] == (
+        report["total"]["params"] + report["biases"]["total"]["params"]
+    )
+    assert report["id_indexed_total"]["full_params"] == ids * 65
     if "tail_qr" in movie_spec:
         names = [t["name"] for t in report["features"]["movie_id"]["tables"]]
         assert any("remainder" in n or "quotient" in n for n in names), names

@@ -23,6 +23,7 @@ from trainer import embeddings
 from trainer import export
 from trainer import input_plan
 from trainer import model as model_lib
+from trainer import model_config
 from trainer import progress
 from trainer import transform_graph
 from trainer import vocabulary
@@ -271,6 +272,11 @@ def memory_report(config: ModelConfig, model: keras.Model) -> dict:
         # The per-id bias tables are id-indexed memory too: compared with
         # full (one scalar per id) biases, and counted in the totals below.
         report["biases"] = embeddings.embedding_memory_report(biases, 1)
+    # "total" counts the tables only; this adds the biases, against full
+    # 64-d tables plus full biases, as the budgets count.
+    report["id_indexed_total"] = embeddings.id_indexed_total(
+        report, model_config.FULL.embedding_dim
+    )
     report["total_model_params"] = int(model.count_params())
     return report
 

@@ -47,6 +47,7 @@ from trainer.embeddings.full import PlainTable
 from trainer.embeddings.hashing import HashSpec
 from trainer.embeddings.md import MDSpec
 from trainer.embeddings.memory import embedding_memory_report
+from trainer.embeddings.memory import id_indexed_total
 from trainer.embeddings.memory import layer_tables
 from trainer.embeddings.qr import QRSpec
 from trainer.embeddings.spec import Spec
@@ -73,6 +74,7 @@ __all__ = [
     "build_embedding",
     "build_tables",
     "embedding_memory_report",
+    "id_indexed_total",
     "layer_tables",
     "parse",
     "register_layers",
