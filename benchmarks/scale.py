@@ -399,13 +399,16 @@ def main(argv=None) -> int:
             parser.error(f"--sizes: unknown {sorted(unknown)}; choose from {list(PIPELINE_SIZES)}")
         os.makedirs(args.log_dir, exist_ok=True)
         command = " ".join(["python -m benchmarks.scale", *(argv or sys.argv[1:])])
+        # Read before the runs: the commit they ran, not whatever HEAD is an hour later.
+        machine = measure.machine_info()
         if "steps" in parts:
             steps = args.steps if args.steps != 300 else CURVE_STEPS
-            merge_results("steps", curve(steps=steps), args.out, command)
+            merge_results("steps", curve(steps=steps), args.out, command, machine)
         if "lookup" in parts:
-            merge_results("lookup", lookup_part(), args.out, command)
+            merge_results("lookup", lookup_part(), args.out, command, machine)
         if "pipeline" in parts:
-            merge_results("pipeline", pipeline_part(sizes, args.log_dir), args.out, command)
+            pipeline = pipeline_part(sizes, args.log_dir)
+            merge_results("pipeline", pipeline, args.out, command, machine)
         return 0
     result = run(args.ids, args.path, args.steps, args.batch_size, args.seed)
     # One JSON line on stdout for the parent benchmark to read.
