@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features
+from trainer import model as model_lib
 from trainer import transform_graph
 from trainer import vocabulary as trainer_vocabulary
 
@@ -39,6 +40,7 @@ class ServingModule(tf.Module):
     def __init__(self, model, tf_transform_output: tft.TFTransformOutput):
         super().__init__()
         self._model = _Untracked(model)
+        self._sides = _Untracked(model_lib.sides(model))
         self.model_weights = backing_variables(model)
         # Tracking the loader's attributes keeps the Transform graph's tables
         # and vocabulary assets in the SavedModel (trainer/transform_graph.py).
@@ -111,12 +113,14 @@ class ServingModule(tf.Module):
         return self._recommend(user_id, k, exclude)
 
     def _recommend(self, user_id, k, exclude=None):
-        """Top-k movies per user by predicted rating, scored by the model itself.
+        """Top-k movies per user by predicted rating, scored by the model's own layers.
 
-        Every movie of the vocabulary goes through the same model as a
-        ``serving_default`` pair, so the tables are read in place and the
-        ratings equal what ``serving_default`` returns. ``exclude`` holds raw
-        movie ids per user (padded with ""); unknown ones are ignored.
+        The model is cut where its two sides meet (``trainer.model.sides``):
+        the movie side runs once per call over the whole vocabulary and the
+        users' scores are one matrix product with it, so the tables are read
+        in place, each movie's row once, and the ratings equal what
+        ``serving_default`` returns. ``exclude`` holds raw movie ids per user
+        (padded with ""); unknown ones are ignored.
         """
         batch = tf.size(user_id)
         movies = self._num_movies
@@ -126,12 +130,13 @@ class ServingModule(tf.Module):
                 features.MOVIE_ID: tf.fill([batch, 1], ""),
             }
         )
-        users = tf.repeat(transformed[features.USER_INDEX], movies, axis=0)
-        all_movies = tf.tile(tf.range(movies, dtype=tf.int64)[:, None], [batch, 1])
-        ratings = self._model.value(
-            {features.USER_INDEX: users, features.MOVIE_INDEX: all_movies}, training=False
+        sides = self._sides.value
+        user_vectors, user_bias = sides.user(transformed[features.USER_INDEX], training=False)
+        movie_vectors, movie_bias = sides.movie(
+            tf.range(movies, dtype=tf.int64)[:, None], training=False
         )
-        ratings = tf.reshape(ratings, [batch, movies])
+        score = tf.matmul(user_vectors, movie_vectors, transpose_b=True)
+        ratings = sides.head(score + user_bias + tf.transpose(movie_bias))
         scores = ratings
         if exclude is not None:
             excluded = self._movie_indices(exclude)  # [batch, n], -1 where unknown

@@ -132,6 +132,39 @@ def test_recommend_lists_every_movie_by_the_rating_serving_default_gives(exporte
         np.testing.assert_allclose(scores, served, rtol=1e-6)
 
 
+# Every preset, and biases absent or compressed: the two sides must meet as the model does.
+SIDE_CONFIGS = {
+    **model_config.PRESETS,
+    "no_biases": model_config.FULL.replace(embedding_dim=8, use_biases=False),
+    "hashed_biases": model_config.FULL.replace(
+        embedding_dim=8,
+        user_bias={"type": "hash", "num_buckets": 2},
+        movie_bias={"type": "hash", "num_buckets": 2},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SIDE_CONFIGS))
+def test_recommend_rates_every_pair_as_serving_default_does(tiny_transform, tmp_path, name):
+    _, work, _ = tiny_transform
+    model = model_lib.build_model(SIDE_CONFIGS[name], user_counts=[3, 2, 1], movie_counts=[4, 2])
+    # Trained-looking weights: a fresh model's zero biases would hide a missing one.
+    rng = np.random.default_rng(0)
+    for weight in model.trainable_weights:
+        weight.assign(rng.normal(0.0, 0.5, weight.shape).astype("float32"))
+    export_dir = str(tmp_path / "export")
+    export.export_serving_model(model, tft.TFTransformOutput(work), export_dir)
+    loaded = tf.saved_model.load(export_dir)
+    users = ["user_a", "user_b", "user_c", "user_nobody"]
+    out = loaded.signatures["recommend"](user_id=tf.constant(users), k=tf.constant(2))
+    for user, movies, ratings in zip(
+        users, out["movie_id"].numpy().astype(str), out["rating"].numpy(), strict=True
+    ):
+        served = _served(loaded, [(user, movie) for movie in movies])
+        np.testing.assert_allclose(ratings, served, rtol=1e-5, atol=1e-5)
+        assert ratings[0] >= ratings[1]
+
+
 def test_recommend_excluding_leaves_out_the_seen_movies(exported):
     _, loaded = exported
     out = loaded.signatures["recommend_excluding"](

@@ -9,6 +9,7 @@ so a comparison between techniques compares only the tables.
 import copy
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -306,6 +307,39 @@ def _bias(ids, counts, spec, l2: float, l2_per_id: float, name: str) -> keras.Ke
     )
     bias = keras.layers.Reshape((1,))(table(ids))
     return RowL2(l2, l2_per_id, counts, name=f"{name}_l2")(bias, ids)
+
+
+class Sides(NamedTuple):
+    """A model of ``build_model`` cut where its two sides meet.
+
+    ``user`` and ``movie`` map ids ([n, 1]) to their vector and bias (zero
+    without biases); ``head`` maps a score ``u . v + b_u + b_m`` to a rating.
+    Scoring one user against every movie then reads each movie's row once,
+    not once per user.
+    """
+
+    user: keras.Model
+    movie: keras.Model
+    head: keras.layers.Layer
+
+
+def sides(model: keras.Model) -> Sides:
+    layer_names = {layer.name for layer in model.layers}
+
+    def side(input_name: str, prefix: str) -> keras.Model:
+        ids = model.input[input_name]
+        vector = model.get_layer(f"{prefix}_l2").output
+        if f"{prefix}_bias_l2" in layer_names:
+            bias = model.get_layer(f"{prefix}_bias_l2").output
+        else:
+            bias = keras.ops.zeros_like(vector[:, :1])
+        return keras.Model(ids, [vector, bias], name=f"{model.name}_{prefix}_side")
+
+    return Sides(
+        side(features.USER_INDEX, "user"),
+        side(features.MOVIE_INDEX, "movie"),
+        model.get_layer("rating"),
+    )
 
 
 def embedding_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
