@@ -310,6 +310,7 @@ def lookup_part(ids=LOOKUP_IDS) -> dict:
 def pipeline_run(name: str, scratch: str, log_dir: str) -> dict:
     """One whole ``local_runner.py`` process on a generated set of size ``name``."""
     ratings, users, movies, min_per_user = PIPELINE_SIZES[name]
+    commit = measure.machine_info().get("git_head")
     data = os.path.join(scratch, f"{name}.csv")
     generate = [sys.executable, "-m", "components.synthetic", "--out", data]
     generate += ["--ratings", str(ratings), "--users", str(users), "--movies", str(movies)]
@@ -327,6 +328,7 @@ def pipeline_run(name: str, scratch: str, log_dir: str) -> dict:
     print(f"  exit {run['returncode']}, {run['seconds']:.0f} s", flush=True)
     return {
         "name": name,
+        "commit": commit,
         "ratings": ratings,
         "users": users,
         "movies": movies,
@@ -350,6 +352,10 @@ def pipeline_part(sizes, log_dir: str) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def names(part: dict) -> set[str]:
+    return {run["name"] for run in part["pipeline"]}
+
+
 def merge_results(name: str, part: dict, out: str, command: str, machine=None) -> None:
     """Replaces part ``name``'s keys in ``out``, keeping the other parts'; complete or absent.
 
@@ -361,6 +367,12 @@ def merge_results(name: str, part: dict, out: str, command: str, machine=None) -
         with open(out) as f:
             results = json.load(f)
     machine = machine or measure.machine_info()
+    if name == "pipeline":
+        # A run of some sizes replaces those sizes only; each run names its commit.
+        kept = [run for run in results.get("pipeline", []) if run["name"] not in names(part)]
+        order = list(PIPELINE_SIZES)
+        runs = sorted(kept + part["pipeline"], key=lambda run: order.index(run["name"]))
+        part = {"pipeline": runs}
     results.update(part, machine=machine, commit=machine.get("git_head"))
     results.setdefault("parts", {})[name] = {
         "command": command,

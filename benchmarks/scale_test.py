@@ -27,6 +27,27 @@ def test_a_pipeline_run_records_time_memory_and_every_component(tmp_path, monkey
     assert 0 < sum(run["components"].values()) < run["seconds"]
     assert run["peak_rss_gb"] > 0.1
     assert results["machine"]["cpu_model"] and results["parts"]["pipeline"]["command"] == "test"
+    assert run["commit"] == results["machine"]["git_head"]
+
+
+def test_a_run_of_some_sizes_replaces_those_sizes_only(tmp_path):
+    out = tmp_path / "scale.json"
+
+    def run(name, seconds):
+        return {"name": name, "seconds": seconds}
+
+    machine = {"git_head": "abc"}
+    part = {"pipeline": [run("1m", 1), run("20m-wide", 20)]}
+    scale.merge_results("pipeline", part, str(out), "first", machine)
+    scale.merge_results(
+        "pipeline", {"pipeline": [run("4m-wide", 4), run("1m", 2)]}, str(out), "x", machine
+    )
+    runs = json.loads(out.read_text())["pipeline"]
+    assert [(r["name"], r["seconds"]) for r in runs] == [
+        ("1m", 2),
+        ("4m-wide", 4),
+        ("20m-wide", 20),
+    ]
 
 
 def test_the_lookup_part_loads_every_id_and_measures_its_table():
