@@ -370,6 +370,8 @@ def merge_results(name: str, part: dict, out: str, command: str, machine=None) -
     if name == "pipeline":
         # A run of some sizes replaces those sizes only; each run names its commit.
         kept = [run for run in results.get("pipeline", []) if run["name"] not in names(part)]
+        for run in kept:  # runs from before runs named their commit: the file's
+            run.setdefault("commit", results.get("commit"))
         order = list(PIPELINE_SIZES)
         runs = sorted(kept + part["pipeline"], key=lambda run: order.index(run["name"]))
         part = {"pipeline": runs}
