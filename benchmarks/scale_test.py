@@ -36,17 +36,15 @@ def test_a_run_of_some_sizes_replaces_those_sizes_only(tmp_path):
     def run(name, seconds):
         return {"name": name, "seconds": seconds}
 
-    machine = {"git_head": "abc"}
     part = {"pipeline": [run("1m", 1), run("20m-wide", 20)]}
-    scale.merge_results("pipeline", part, str(out), "first", machine)
-    scale.merge_results(
-        "pipeline", {"pipeline": [run("4m-wide", 4), run("1m", 2)]}, str(out), "x", machine
-    )
+    scale.merge_results("pipeline", part, str(out), "first", {"git_head": "old"})
+    part = {"pipeline": [{**run("4m-wide", 4), "commit": "new"}, {**run("1m", 2), "commit": "new"}]}
+    scale.merge_results("pipeline", part, str(out), "second", {"git_head": "new"})
     runs = json.loads(out.read_text())["pipeline"]
-    assert [(r["name"], r["seconds"]) for r in runs] == [
-        ("1m", 2),
-        ("4m-wide", 4),
-        ("20m-wide", 20),
+    assert [(r["name"], r["seconds"], r["commit"]) for r in runs] == [
+        ("1m", 2, "new"),
+        ("4m-wide", 4, "new"),
+        ("20m-wide", 20, "old"),  # a run without its own commit keeps the file's
     ]
 
 
