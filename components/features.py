@@ -28,13 +28,12 @@ NUM_OOV_BUCKETS = 1
 INDEX_FEATURE_FOR = {USER_ID: USER_INDEX, MOVIE_ID: MOVIE_INDEX}
 VOCABULARY_FOR = {USER_ID: USER_VOCABULARY, MOVIE_ID: MOVIE_VOCABULARY}
 
-# The Keras model's inputs. Transform also emits the slicing features below;
-# the Trainer keeps only these.
+# The Keras model's inputs.
 MODEL_INPUT_FEATURES = (USER_INDEX, MOVIE_INDEX)
 
-# Slicing features, emitted by Transform for the Evaluator (TFMA reads them
-# through the SavedModel's ``transform_features`` signature). Transform
-# computes the block and the quartile as integers and emits their names below
+# Slicing features for the Evaluator, computed by the SavedModel's
+# ``transform_features`` signature (trainer/slicing.py), where TFMA reads
+# them: the block and the quartile as integers, emitted as their names below
 # (strings), so TFMA's slice keys read e.g. ("movie_popularity", "head").
 # The names differ from the integer features' of earlier versions
 # ("movie_popularity_block", "user_activity_quartile"): TFMA merges the

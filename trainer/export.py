@@ -10,7 +10,8 @@ Signatures:
     ``movie_id`` -> ``{"rating": float32[batch]}``. A missing feature is an
     InvalidArgument error naming it; unknown ids use the OOV bucket.
   transform_features: serialized tf.Example -> transformed features (the
-    integer ids), for TFMA's preprocessing and slicing.
+    integer ids) and the slicing features (``trainer/slicing.py``), for
+    TFMA's preprocessing and slicing.
   recommend: raw ``user_id`` strings and ``k`` -> ``{"movie_id":
     string[batch, k], "rating": float32[batch, k]}``, the k movies of the
     vocabulary with the highest predicted ratings, best first. Unknown users
@@ -24,6 +25,7 @@ import tensorflow_transform as tft
 
 from components import features
 from trainer import model as model_lib
+from trainer import slicing
 from trainer import transform_graph
 from trainer import vocabulary as trainer_vocabulary
 
@@ -53,7 +55,16 @@ class ServingModule(tf.Module):
         # Recommendations name movies by their raw ids: the vocabulary file
         # (line i is movie index i) travels as an asset and backs a table.
         vocabulary = tf_transform_output.vocabulary_file_by_name(features.MOVIE_VOCABULARY)
-        self._num_movies = int(len(trainer_vocabulary.read_counts(vocabulary)))
+        movie_counts = trainer_vocabulary.read_counts(vocabulary)
+        self._num_movies = int(len(movie_counts))
+        self._movie_cuts = slicing.movie_block_cuts(movie_counts)
+        self._num_users = int(
+            len(
+                trainer_vocabulary.read_counts(
+                    tf_transform_output.vocabulary_file_by_name(features.USER_VOCABULARY)
+                )
+            )
+        )
         self.movie_vocabulary = tf.saved_model.Asset(vocabulary)
         self.movie_lines = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
@@ -89,7 +100,16 @@ class ServingModule(tf.Module):
     def transform_features(self, serialized):
         # The label may be absent at serving time; TFMA always has it.
         parsed = tf.io.parse_example(serialized, self._raw_spec)
-        return self._apply_transform(parsed)
+        transformed = self._apply_transform(parsed)
+        return {
+            **transformed,
+            **slicing.slicing_features(
+                transformed[features.USER_INDEX],
+                transformed[features.MOVIE_INDEX],
+                self._num_users,
+                self._movie_cuts,
+            ),
+        }
 
     @tf.function(
         input_signature=[

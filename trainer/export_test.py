@@ -74,6 +74,11 @@ def test_transform_features_signature_gives_the_integer_ids(exported):
     assert out[features.USER_INDEX].numpy().ravel().tolist() == [1]
     assert out[features.MOVIE_INDEX].numpy().ravel().tolist() == [0]
     assert out[features.LABEL].numpy().ravel().tolist() == [4.0]
+    # The slicing features TFMA reads, as strings in the ids' shape; the
+    # rating value slices on the label itself.
+    assert set(features.SLICING_FEATURES) <= set(out)
+    assert out[features.MOVIE_POPULARITY_BLOCK].numpy().tolist() == [[b"head"]]
+    assert out[features.USER_ACTIVITY_QUARTILE].numpy().tolist() == [[b"second 25%"]]
 
 
 def test_the_export_carries_its_vocabularies(tiny_transform, tmp_path):

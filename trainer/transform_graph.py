@@ -34,8 +34,8 @@ def model_inputs_fn(
     @tf.function(autograph=False)
     def model_inputs(raw_features):
         transformed = loader.apply_transform_model(raw_features)
-        # Transform also emits the Evaluator's slicing features; Keras warns
-        # on every trace when a dict input has keys the model does not take.
+        # Transform also emits the label; Keras warns on every trace when a
+        # dict input has keys the model does not take.
         return {name: transformed[name] for name in features.MODEL_INPUT_FEATURES}
 
     return model_inputs
