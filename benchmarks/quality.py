@@ -375,7 +375,8 @@ def train_row(entry: Entry, config: ModelConfig, data, seeds: Sequence[int]) -> 
     def on_run(seed, run):
         print(
             f"  {data.name} {entry.config} seed {seed}: val RMSE {run.val_rmse:.4f} "
-            f"at epoch {run.best_epoch}/{run.epochs_run}, {run.seconds:.0f}s",
+            f"at epoch {run.best_epoch}/{run.epochs_run}, NDCG@10 {run.ndcg_at_10:.4f}, "
+            f"{run.seconds:.0f}s",
             flush=True,
         )
 
@@ -411,6 +412,8 @@ class Group:
 
 
 CALIBRATION_ROWS = ("baseline", "uniform_8x", "uniform_16x", "uniform_32x")
+# Issue #20: NDCG@10 of the full model, the uniform table and each compressed preset.
+RANKING_ROWS = ("baseline", "uniform_16x", "md_16x", "qr_16x", "md_qr_16x", "hash_16x")
 
 
 def groups() -> dict[str, Group]:
@@ -426,6 +429,11 @@ def groups() -> dict[str, Group]:
         "ablation": Group(lambda data: ablation.entries(), ("ml-100k",), 2),
         "md_layouts": Group(md_layouts.entries, three, 5),
         "sparsity": Group(sparsity.entries, ("ml-100k", "synthetic-large"), 1, sparsity.train),
+        "ranking": Group(
+            lambda data: [e for e in entries() if e.config in RANKING_ROWS],
+            ("ml-100k", "synthetic-1m"),
+            3,
+        ),
         "calibration": Group(
             lambda data: [e for e in entries() if e.config in CALIBRATION_ROWS],
             ("ml-100k", *datasets.CALIBRATION_SETS),

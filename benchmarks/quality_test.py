@@ -166,6 +166,14 @@ def test_a_quality_run_writes_its_rows_and_machine(tiny, tmp_path):
     assert uniform["compression"] == pytest.approx(65 / 5, rel=0.01)
 
 
+def test_a_ranking_run_scores_each_row_by_ndcg_and_recall(tiny, tmp_path):
+    argv = ["--group", "ranking", "--datasets", tiny, "--seeds", "2", "--configs", "md_16x"]
+    assert quality.main(argv + ["--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "ranking.json").read_text())["rows"]
+    assert 0 < row["ndcg_at_10"] <= 1 and 0 < row["recall_at_10"] <= 1
+    assert row["ndcg_at_10_std"] > 0  # two seeds rank differently
+
+
 def test_a_sparsity_run_scores_each_activity_bucket(tiny, tmp_path):
     assert quality.main(["--group", "sparsity", "--datasets", tiny, "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "sparsity.json").read_text())["rows"]

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from benchmarks.datasets import PreparedData
 from components import features
+from components import metrics
 from trainer import embeddings
 from trainer import model as model_lib
 from trainer import task
@@ -42,6 +43,8 @@ class RunResult:
     embedding_params: int
     bias_params: int
     val_rmse_per_epoch: list[float]
+    ndcg_at_10: float = float("nan")
+    recall_at_10: float = float("nan")
 
 
 def full_table_params(data: PreparedData, embedding_dim: int = 64) -> int:
@@ -73,6 +76,19 @@ def eval_inputs(data: PreparedData) -> dict[str, np.ndarray]:
         features.USER_INDEX: data.eval_users.reshape(-1, 1),
         features.MOVIE_INDEX: data.eval_movies.reshape(-1, 1),
     }
+
+
+def eval_ranking(model: keras.Model, data: PreparedData) -> metrics.RankingMeans:
+    """NDCG@10 and recall@10 of the eval split, per user, as the pipeline's Evaluator ranks.
+
+    Users unseen in train share the out-of-vocabulary index here (the
+    Evaluator tells them apart by raw id), so their examples are left out.
+    """
+    predictions = model.predict(eval_inputs(data), batch_size=EVAL_BATCH_SIZE, verbose=0)
+    seen = data.eval_users != len(data.user_counts)
+    return metrics.ranking_of(
+        data.eval_users[seen], data.eval_ratings[seen], predictions.reshape(-1)[seen]
+    )
 
 
 def eval_batches(data: PreparedData) -> tf.data.Dataset:
@@ -150,6 +166,8 @@ def train_once(
     seconds = time.perf_counter() - started
     val_rmse = [float(v) for v in history["val_rmse"]]
     best = int(np.argmin(val_rmse))
+    # Early stopping restored the best epoch's weights: rank with those.
+    ranking = eval_ranking(model, data)
     report = embeddings.embedding_memory_report(
         model_lib.embedding_layers(model), config.embedding_dim
     )
@@ -162,6 +180,8 @@ def train_once(
         embedding_params=int(report["total"]["params"]),
         bias_params=int(model_lib.bias_parameter_count(model)),
         val_rmse_per_epoch=val_rmse,
+        ndcg_at_10=ranking.ndcg,
+        recall_at_10=ranking.recall,
     )
     keras.backend.clear_session()
     return result
@@ -180,6 +200,9 @@ class Summary:
     bias_params: int
     seeds: int
     runs: list[RunResult]
+    ndcg_at_10: float = float("nan")
+    ndcg_at_10_std: float = 0.0
+    recall_at_10: float = float("nan")
 
     def as_dict(self) -> dict:
         return {
@@ -191,6 +214,9 @@ class Summary:
             "best_epoch": round(self.best_epoch, 2),
             "seconds": round(self.seconds, 1),
             "seeds": self.seeds,
+            "ndcg_at_10": round(self.ndcg_at_10, 4),
+            "ndcg_at_10_std": round(self.ndcg_at_10_std, 4),
+            "recall_at_10": round(self.recall_at_10, 4),
         }
 
 
@@ -209,6 +235,7 @@ def train_seeds(
         if on_run:
             on_run(seed, run)
     rmse = [r.val_rmse for r in runs]
+    ndcg = [r.ndcg_at_10 for r in runs]
     return Summary(
         val_rmse=statistics.fmean(rmse),
         val_rmse_std=statistics.stdev(rmse) if len(rmse) > 1 else 0.0,
@@ -219,4 +246,7 @@ def train_seeds(
         bias_params=runs[0].bias_params,
         seeds=len(runs),
         runs=runs,
+        ndcg_at_10=statistics.fmean(ndcg),
+        ndcg_at_10_std=statistics.stdev(ndcg) if len(ndcg) > 1 else 0.0,
+        recall_at_10=statistics.fmean(r.recall_at_10 for r in runs),
     )

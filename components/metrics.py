@@ -176,10 +176,18 @@ class UserTopLists:
         if len(users) >= COMPACT_AT_ROWS:
             self._compact()
 
+    def add_all(self, users, labels, predictions) -> None:
+        """Unweighted examples given as arrays, folded at once."""
+        relevant = np.asarray(labels) >= RELEVANT_RATING
+        self._fold_in(self._as_rows(users, predictions, relevant, np.ones(len(relevant))))
+
     def merge(self, other: "UserTopLists") -> None:
-        mine, theirs = self._all_rows(), other._all_rows()
+        self._fold_in(other._all_rows())
+
+    def _fold_in(self, rows: dict[str, np.ndarray]) -> None:
+        mine = self._all_rows()
         self._rows = _top_rows(
-            {name: np.concatenate([mine[name], theirs[name]]) for name in mine}, self.k
+            {name: np.concatenate([mine[name], rows[name]]) for name in mine}, self.k
         )
         self._pending = ([], [], [], [])
 
@@ -218,6 +226,13 @@ class UserTopLists:
         return RankingMeans(
             users, float(user_weight @ ndcg) / users, float(user_weight @ recall) / users
         )
+
+
+def ranking_of(users, labels, predictions, k: int = RANKING_TOP_K) -> RankingMeans:
+    """The ranking metrics of whole arrays, one unweighted example each (benchmarks)."""
+    top_lists = UserTopLists(k)
+    top_lists.add_all(users, labels, predictions)
+    return top_lists.means()
 
 
 @dataclasses.dataclass

@@ -230,6 +230,14 @@ def test_ndcg_and_recall_at_10_match_the_textbook_formulas():
     assert reversed_ndcg < ndcg - 0.1 and reversed_recall < recall
 
 
+def test_ranking_of_arrays_matches_the_textbook_formulas():
+    rows = [(u, y, p) for u, (ys, ps) in USERS.items() for y, p in zip(ys, ps, strict=True)]
+    users, labels, predictions = map(np.array, zip(*rows, strict=True))
+    assert list(metrics.ranking_of(users, labels, predictions)) == pytest.approx(
+        list(_mean_reference(USERS)), rel=1e-9
+    )
+
+
 def test_a_perfect_ranking_scores_one_and_a_constant_scores_the_worst_order():
     labels = [5.0, 1.0, 4.0, 2.0, 3.0]
     perfect = {"u": (labels, labels)}
