@@ -106,6 +106,12 @@ COMPACT_AT_ROWS = 65_536
 _TOTALS = (("relevant_total", np.int64), ("weight_total", np.float64), ("count_total", np.int64))
 
 
+def _group_ranks(starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's group and its rank in it, for rows sorted by group (``starts`` marks firsts)."""
+    group = np.cumsum(starts) - 1
+    return group, np.arange(len(starts)) - np.flatnonzero(starts)[group]
+
+
 def _top_rows(rows: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
     """Each user's k best rows, best first, users together; their totals on the best row.
 
@@ -118,8 +124,7 @@ def _top_rows(rows: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
     order = np.lexsort((rows["relevant"], -rows["prediction"], user_codes))
     codes = user_codes[order]
     starts = np.r_[True, codes[1:] != codes[:-1]]
-    group = np.cumsum(starts) - 1
-    rank = np.arange(len(codes)) - np.flatnonzero(starts)[group]
+    group, rank = _group_ranks(starts)
     keep = rank < k
     top = {name: rows[name][order][keep] for name in ("user", "prediction", "relevant")}
     best = starts[keep]
@@ -207,9 +212,8 @@ class UserTopLists:
         """
         self._compact()
         rows = self._rows
-        starts = rows["count_total"] > 0
-        group = np.cumsum(starts) - 1
-        rank = np.arange(len(starts)) - np.flatnonzero(starts)[group]
+        starts = rows["count_total"] > 0  # each user's best row carries its totals
+        group, rank = _group_ranks(starts)
         hits = np.bincount(group, weights=rows["relevant"], minlength=starts.sum())
         dcg = np.bincount(
             group, weights=rows["relevant"] / np.log2(rank + 2), minlength=starts.sum()
