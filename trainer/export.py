@@ -58,13 +58,10 @@ class ServingModule(tf.Module):
         movie_counts = trainer_vocabulary.read_counts(vocabulary)
         self._num_movies = int(len(movie_counts))
         self._movie_cuts = slicing.movie_block_cuts(movie_counts)
-        self._num_users = int(
-            len(
-                trainer_vocabulary.read_counts(
-                    tf_transform_output.vocabulary_file_by_name(features.USER_VOCABULARY)
-                )
-            )
-        )
+        # The user vocabulary's size, from the table built on it (reading a
+        # vocabulary of millions of ids again would cost seconds).
+        user_table = model_lib.embedding_layers(model)[features.USER_ID]
+        self._num_users = int(user_table.input_dim) - features.NUM_OOV_BUCKETS
         self.movie_vocabulary = tf.saved_model.Asset(vocabulary)
         self.movie_lines = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
