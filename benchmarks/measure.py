@@ -113,7 +113,9 @@ class PeakRssMonitor:
     """Polls a process tree every ``interval`` seconds on a thread.
 
     ``peak_bytes``: the largest summed RSS of the tree seen (a shorter peak
-    can be missed); ``peak_process_bytes``: the largest VmHWM of one member.
+    can be missed); ``peak_process_bytes``: the largest VmHWM of one member;
+    ``samples``: (unix seconds, summed RSS) per poll, to tell which step of a
+    run reached the peak.
     """
 
     def __init__(self, pid: int, interval: float = 0.2):
@@ -122,6 +124,7 @@ class PeakRssMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self.peak_bytes = self.peak_process_bytes = 0
+        self.samples: list[tuple[float, int]] = []
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -137,6 +140,7 @@ class PeakRssMonitor:
                     continue
                 self.peak_process_bytes = max(self.peak_process_bytes, peak_rss_bytes(member.pid))
             self.peak_bytes = max(self.peak_bytes, total)
+            self.samples.append((time.time(), total))
             self._stop.wait(self._interval)
 
     def __enter__(self) -> PeakRssMonitor:
@@ -176,6 +180,7 @@ def run_measured(
         **timing.as_dict(),
         "peak_tree_rss_gb": round(monitor.peak_bytes / GIB, 3),
         "peak_process_rss_gb": round(monitor.peak_process_bytes / GIB, 3),
+        "rss_samples": monitor.samples,
     }
 
 
@@ -183,7 +188,8 @@ def component_seconds(metadata_path: str) -> dict[str, dict]:
     """Wall time of each pipeline node's executions, from the run's ML Metadata.
 
     An execution is created just before its executor starts and last updated
-    when it publishes its outputs. Nodes in the order they started.
+    when it publishes its outputs. Nodes in the order they started; each with
+    ``start`` and ``end`` in unix seconds (its last execution's).
     """
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
@@ -196,18 +202,35 @@ def component_seconds(metadata_path: str) -> dict[str, dict]:
         (
             e.create_time_since_epoch,
             context.name.split(".", 1)[-1],
-            (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000,
+            e.create_time_since_epoch / 1000,
+            e.last_update_time_since_epoch / 1000,
             pb.Execution.State.Name(e.last_known_state),
         )
         for context in store.get_contexts_by_type("node")
         for e in store.get_executions_by_context(context.id)
     ]
     timings: dict[str, dict] = {}
-    for _, node, seconds, state in sorted(rows):
+    for _, node, start, end, state in sorted(rows):
         entry = timings.setdefault(node, {"seconds": 0.0, "executions": 0})
-        entry.update(seconds=round(entry["seconds"] + seconds, 3), state=state)
+        entry.update(seconds=round(entry["seconds"] + end - start, 3), state=state)
+        entry.update(start=start, end=end)
         entry["executions"] += 1
     return timings
+
+
+def peak_rss_per_component(timings: dict[str, dict], samples) -> dict[str, float]:
+    """The largest summed RSS (GiB) sampled while each component ran.
+
+    The pipeline runs its components in one process, which seldom hands
+    memory back, so the first component whose figure equals the run's peak is
+    the one that reached it.
+    """
+    peaks = {}
+    for node, entry in timings.items():
+        during = [rss for at, rss in samples if entry["start"] <= at <= entry["end"]]
+        if during:
+            peaks[node] = round(max(during) / GIB, 3)
+    return peaks
 
 
 # Keras 3's verbose=2 end of an epoch: "664/664 - 4s - 6ms/step - loss: ... - val_rmse: 0.95".

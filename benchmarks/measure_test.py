@@ -93,3 +93,12 @@ def test_component_seconds_reads_node_executions(tmp_path):
     assert timings["Trainer"]["state"] == "COMPLETE"
     assert timings["Trainer"]["executions"] == 1
     assert 0 <= timings["Trainer"]["seconds"] < 60
+    assert timings["Trainer"]["start"] <= timings["Trainer"]["end"]
+
+
+def test_peak_rss_per_component_takes_the_samples_inside_each_run():
+    timings = {"Transform": {"start": 10.0, "end": 20.0}, "Trainer": {"start": 20.5, "end": 30.0}}
+    gib = measure.GIB
+    samples = [(5.0, 9 * gib), (12.0, 1 * gib), (19.0, 2 * gib), (25.0, 3 * gib), (40.0, 8 * gib)]
+    peaks = measure.peak_rss_per_component(timings, samples)
+    assert peaks == {"Transform": 2.0, "Trainer": 3.0}

@@ -340,6 +340,7 @@ def pipeline_run(name: str, scratch: str, log_dir: str) -> dict:
         "load_1min_start": run["load_1min_start"],
         "load_1min_end": run["load_1min_end"],
         "components": {node: entry["seconds"] for node, entry in components.items()},
+        "component_peak_rss_gb": measure.peak_rss_per_component(components, run["rss_samples"]),
         "log": f"pipeline-{name}.log",
     }
 

@@ -63,6 +63,7 @@ def run_logged(args: list[str], log_dir: str, label: str, user_env: bool = False
     log = os.path.join(log_dir, f"{label}_{stamp}.log")
     print(f"[{label}] python {' '.join(args)}", flush=True)
     run = measure.run_measured([sys.executable, *args], log, env=env)
+    del run["rss_samples"]  # per-step memory is the scale benchmark's
     print(f"[{label}] exit {run['returncode']}, {run['seconds']:.0f} s", flush=True)
     return {"command": "python " + " ".join(args), **run, "log": log}
 
