@@ -25,6 +25,7 @@ import sys
 from components import features
 from components import movielens
 from components import synthetic
+from pipeline import beam_plan
 from pipeline import cli
 from pipeline import configs
 from pipeline import console
@@ -87,7 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser,
         examples=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
         defaults="the local defaults (--runner=FnApiRunner --direct_running_mode=in_memory "
-        "--direct_num_workers=1 --setup_file=...)",
+        "--direct_num_workers=1 --setup_file=...; on a ratings file of 64 MB or more, "
+        "StatisticsGen, Transform and the Evaluator run in one worker process per CPU unless "
+        "you set --direct_running_mode or --direct_num_workers)",
     )
     parser.add_argument(
         "--verbose",
@@ -117,6 +120,7 @@ def prepare_data(args) -> str:
         )
         path = os.path.join(os.path.abspath(args.output_root), "data", "builtin", "ratings.csv")
         movielens.write_normalized_csv(ratings, path)
+        args.data_bytes = os.path.getsize(path)
         args.vocabulary_sizes = _vocabulary_sizes(ratings.num_users, ratings.num_movies)
         return path
     if args.data:
@@ -126,6 +130,7 @@ def prepare_data(args) -> str:
         folder = movielens.download_movielens(args.download, args.cache_dir)
         layout = movielens.check_ratings_file(folder)
         print(f"Data: MovieLens {args.download} from {folder}")
+    args.data_bytes = layout.size
     args.vocabulary_sizes = None
     if getattr(args, "embedding_budget", None) is not None:
         # Counting the ids reads the whole file: only a budget, fitted to them, pays for it.
@@ -142,6 +147,7 @@ def _vocabulary_sizes(num_users: int, num_movies: int) -> dict[str, int]:
 
 
 def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
+    plan = beam_plan.plan(getattr(args, "data_bytes", None), args.beam_args)
     return configs.PipelineConfig(
         data_root=data_root,
         output_root=os.path.abspath(args.output_root),
@@ -150,6 +156,7 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
         compare_full_model=args.compare_full_model,
         # The user's flags last: Beam takes the last value of a repeated flag.
         beam_pipeline_args=configs.local_beam_pipeline_args() + args.beam_args,
+        parallel_step_beam_args=plan.parallel_step_args,
         enable_cache=not args.no_cache,
     )
 
@@ -195,6 +202,7 @@ def run(args) -> int:
         return EXIT_BAD_INPUT
     if args.serving_check == SERVING_CHECK_DOCKER:
         config = dataclasses.replace(config, tf_serving_image=configs.DEFAULT_TF_SERVING_IMAGE)
+    print(beam_plan.plan(args.data_bytes, args.beam_args).describe())
     print(f"Model: {config.model.name} {config.model.to_json()}")
     for line in budget.lines() if budget else ():
         print(line)

@@ -88,6 +88,9 @@ class PipelineConfig:
         slice. That Evaluator has no thresholds and blesses nothing.
       beam_pipeline_args: extra Beam flags (the local run adds DirectRunner
         settings).
+      parallel_step_beam_args: Beam flags for StatisticsGen, Transform and the
+        Evaluators only, after ``beam_pipeline_args`` (the local run's
+        ``beam_plan``: worker processes on large data).
       enable_cache: reuse a component's earlier outputs when its inputs and
         settings are unchanged.
       schema_dir: folder holding schema.pbtxt as the ImportSchemaGen executor
@@ -115,6 +118,7 @@ class PipelineConfig:
     evaluation: EvalSettings = EvalSettings()
     compare_full_model: bool = False
     beam_pipeline_args: list[str] | None = None
+    parallel_step_beam_args: list[str] | None = None
     enable_cache: bool = True
     schema_dir: str = SCHEMA_DIR
     vertex_training: dict[str, Any] | None = None
@@ -186,8 +190,8 @@ def local_beam_pipeline_args() -> list[str]:
     on. Naming it directly skips the DirectRunner's first attempt at the
     Prism runner, which downloads a Prism binary (and fails offline) and
     stages an sdist of this package for every Beam component.
-    ``in_memory`` beat ``multi_processing`` on 2 cores: worker processes each
-    import TensorFlow. Naming ``--setup_file`` stops TFX from building a
+    ``in_memory`` beats ``multi_processing`` on small data: worker processes
+    each import TensorFlow first (``beam_plan`` adds workers on large data). Naming ``--setup_file`` stops TFX from building a
     throwaway ~50 MB sdist of itself in /tmp for every Beam component; the
     in-process runner stages nothing, so the file is only named, never built.
     """

@@ -177,3 +177,31 @@ def test_the_code_fingerprint_follows_the_code_and_not_its_tests(tmp_path):
     (tmp_path / "embeddings").mkdir()
     (tmp_path / "embeddings" / "qr.py").write_text("M = 2\n")  # a subpackage counts too
     assert configs.code_fingerprint([str(tmp_path)]) != changed
+
+
+def _beam_args_per_step(config):
+    from tfx.proto.orchestration import executable_spec_pb2
+    from tfx.proto.orchestration import pipeline_pb2
+
+    ir = compiler.Compiler().compile(pipeline_lib.create_pipeline(config))
+    deployment = pipeline_pb2.IntermediateDeploymentConfig()
+    ir.deployment_config.Unpack(deployment)
+    args = {}
+    for node, packed in deployment.executor_specs.items():
+        spec = executable_spec_pb2.BeamExecutableSpec()
+        if packed.Unpack(spec):
+            args[node] = [arg.value.string_value for arg in spec.beam_pipeline_args_placeholders]
+    return args
+
+
+def test_parallel_step_flags_reach_the_data_parallel_steps_only_and_come_last():
+    parallel = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    config = _config(compare_full_model=True, parallel_step_beam_args=parallel)
+    args = _beam_args_per_step(config)
+    steps = {"StatisticsGen", "Transform", "Evaluator", configs.COMPRESSION_EVALUATOR_ID}
+    for node, flags in args.items():
+        if node in steps:
+            assert flags == configs.local_beam_pipeline_args() + parallel, node
+        else:
+            assert flags == configs.local_beam_pipeline_args(), node
+    assert steps < set(args) and "ArrowCsvExampleGen" in args

@@ -51,6 +51,22 @@ def test_beam_args_follow_the_defaults_and_override_them(tmp_path):
     assert f"--setup_file={setup_file}" in defaults
 
 
+def test_large_data_gets_worker_processes_for_the_parallel_steps_unless_the_user_chose(
+    tmp_path,
+):
+    from pipeline import beam_plan
+
+    args = local_runner.parse_args([])
+    args.data_bytes = beam_plan.PARALLEL_FROM_BYTES
+    config = local_runner.pipeline_config(args, str(tmp_path))
+    assert config.beam_pipeline_args == configs.local_beam_pipeline_args()
+    expected = beam_plan.plan(args.data_bytes, []).parallel_step_args
+    assert config.parallel_step_beam_args == expected
+    args = local_runner.parse_args(MULTI_PROCESSING)
+    args.data_bytes = beam_plan.PARALLEL_FROM_BYTES
+    assert local_runner.pipeline_config(args, str(tmp_path)).parallel_step_beam_args == []
+
+
 def test_a_beam_arg_that_is_no_flag_is_an_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         local_runner.parse_args(["--beam-arg", "direct_num_workers=2"])
