@@ -141,14 +141,19 @@ class UserTopLists:
     Kept as columns rather than an object per user: TFMA pickles every partial
     accumulator between its combine steps, and per-user Python objects made
     the ranking metrics half of the Evaluator's time with a million users.
-    Examples are buffered as rows and folded (``_top_rows``) every
-    ``COMPACT_AT_ROWS`` rows, on merge and before pickling, so memory grows
-    with the users, not with the examples.
+    Examples are buffered as rows and turned into column chunks every
+    ``COMPACT_AT_ROWS`` rows; a merged accumulator is a chunk too. The chunks
+    are folded (``_top_rows``) once they hold as many rows as the folded top
+    lists, and before pickling: memory grows with the users, not with the
+    examples, and each row is sorted O(log rows) times. (Folding at every
+    chunk sorted every user's rows again each time: quadratic when most
+    users have fewer than k rows.)
     """
 
     def __init__(self, k: int = RANKING_TOP_K):
         self.k = k
         self._pending: tuple[list, list, list, list] = ([], [], [], [])
+        self._chunks: list[dict[str, np.ndarray]] = []
         self._rows = self._as_rows([], [], [], [])
 
     @staticmethod
@@ -164,13 +169,19 @@ class UserTopLists:
         }
 
     def _all_rows(self) -> dict[str, np.ndarray]:
-        pending = self._as_rows(*self._pending)
-        return {name: np.concatenate([self._rows[name], pending[name]]) for name in pending}
+        parts = [self._rows, *self._chunks, self._as_rows(*self._pending)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in self._rows}
 
     def _compact(self) -> None:
-        if self._pending[0]:
+        if self._pending[0] or self._chunks:
             self._rows = _top_rows(self._all_rows(), self.k)
             self._pending = ([], [], [], [])
+            self._chunks = []
+
+    def _add_chunk(self, rows: dict[str, np.ndarray]) -> None:
+        self._chunks.append(rows)
+        if sum(len(chunk["user"]) for chunk in self._chunks) >= len(self._rows["user"]):
+            self._compact()
 
     def add(self, user, label: float, prediction: float, weight: float) -> None:
         users, predictions, relevant, weights = self._pending
@@ -179,22 +190,17 @@ class UserTopLists:
         relevant.append(label >= RELEVANT_RATING)
         weights.append(weight)
         if len(users) >= COMPACT_AT_ROWS:
-            self._compact()
+            chunk = self._as_rows(*self._pending)
+            self._pending = ([], [], [], [])
+            self._add_chunk(chunk)
 
     def add_all(self, users, labels, predictions) -> None:
-        """Unweighted examples given as arrays, folded at once."""
+        """Unweighted examples given as arrays, as one chunk."""
         relevant = np.asarray(labels) >= RELEVANT_RATING
-        self._fold_in(self._as_rows(users, predictions, relevant, np.ones(len(relevant))))
+        self._add_chunk(self._as_rows(users, predictions, relevant, np.ones(len(relevant))))
 
     def merge(self, other: "UserTopLists") -> None:
-        self._fold_in(other._all_rows())
-
-    def _fold_in(self, rows: dict[str, np.ndarray]) -> None:
-        mine = self._all_rows()
-        self._rows = _top_rows(
-            {name: np.concatenate([mine[name], rows[name]]) for name in mine}, self.k
-        )
-        self._pending = ([], [], [], [])
+        self._add_chunk(other._all_rows())
 
     def __getstate__(self):
         self._compact()

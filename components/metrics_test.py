@@ -276,6 +276,20 @@ def test_folding_rows_early_and_pickling_between_steps_change_nothing(monkeypatc
     assert users == sum(1 for labels, _ in many_users.values() if max(labels) >= 4)
 
 
+def test_rows_of_distinct_users_are_folded_a_logarithmic_number_of_times(monkeypatch):
+    # Most users of a wide set have fewer than k rows: a fold shrinks nothing,
+    # so folding at every chunk would sort every row again each time.
+    monkeypatch.setattr(metrics, "COMPACT_AT_ROWS", 4)
+    folds = []
+    top_rows = metrics._top_rows
+    monkeypatch.setattr(metrics, "_top_rows", lambda rows, k: folds.append(1) or top_rows(rows, k))
+    top_lists = metrics.UserTopLists()
+    for i in range(4096):
+        top_lists.add(f"user_{i}", 5.0, 1.0, 1.0)
+    assert len(folds) <= 2 * np.log2(4096 / 4) + 2
+    assert top_lists.means().users == 4096
+
+
 def test_rating_and_ranking_metrics_share_one_pass():
     # TFMA runs equal MetricComputations once; every metric asks for the same one.
     all_metrics = metrics.RATING_METRICS + metrics.RANKING_METRICS
