@@ -32,6 +32,7 @@ popularity) would rank all the movies of each user with one in the slice.
 """
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -106,6 +107,22 @@ COMPACT_AT_ROWS = 65_536
 _TOTALS = (("relevant_total", np.int64), ("weight_total", np.float64), ("count_total", np.int64))
 
 
+def user_code(user) -> int:
+    """A user id as a 64-bit integer, the same in every process (Python's ``hash``
+    of a string is salted per process, and TFMA's combine steps may run in
+    several).
+
+    The top lists keep these codes instead of id strings: a third of the
+    memory, and sorting integers is far faster than sorting Python objects.
+    Two of 5M users share a code with probability below 1e-6.
+    """
+    if isinstance(user, str):
+        user = user.encode()
+    elif not isinstance(user, bytes):
+        user = str(user).encode()
+    return int.from_bytes(hashlib.blake2b(user, digest_size=8).digest(), "little", signed=True)
+
+
 def _group_ranks(starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's group and its rank in it, for rows sorted by group (``starts`` marks firsts)."""
     group = np.cumsum(starts) - 1
@@ -120,9 +137,8 @@ def _top_rows(rows: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
     """
     if not len(rows["user"]):
         return rows
-    _, user_codes = np.unique(rows["user"], return_inverse=True)
-    order = np.lexsort((rows["relevant"], -rows["prediction"], user_codes))
-    codes = user_codes[order]
+    order = np.lexsort((rows["relevant"], -rows["prediction"], rows["user"]))
+    codes = rows["user"][order]
     starts = np.r_[True, codes[1:] != codes[:-1]]
     group, rank = _group_ranks(starts)
     keep = rank < k
@@ -160,7 +176,7 @@ class UserTopLists:
     def _as_rows(users, predictions, relevant, weights) -> dict[str, np.ndarray]:
         relevant = np.array(relevant, dtype=bool)
         return {
-            "user": np.array(users, dtype=object),
+            "user": np.array(users, dtype=np.int64),
             "prediction": np.array(predictions, dtype=np.float64),
             "relevant": relevant,
             "relevant_total": relevant.astype(np.int64),
@@ -185,7 +201,7 @@ class UserTopLists:
 
     def add(self, user, label: float, prediction: float, weight: float) -> None:
         users, predictions, relevant, weights = self._pending
-        users.append(user)
+        users.append(user_code(user))
         predictions.append(prediction)
         relevant.append(label >= RELEVANT_RATING)
         weights.append(weight)
@@ -197,7 +213,8 @@ class UserTopLists:
     def add_all(self, users, labels, predictions) -> None:
         """Unweighted examples given as arrays, as one chunk."""
         relevant = np.asarray(labels) >= RELEVANT_RATING
-        self._add_chunk(self._as_rows(users, predictions, relevant, np.ones(len(relevant))))
+        codes = np.fromiter((user_code(user) for user in users), np.int64, len(relevant))
+        self._add_chunk(self._as_rows(codes, predictions, relevant, np.ones(len(relevant))))
 
     def merge(self, other: "UserTopLists") -> None:
         self._add_chunk(other._all_rows())

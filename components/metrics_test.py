@@ -1,6 +1,7 @@
 """The rating metrics: one shared pass, the same numbers as the textbook formulas."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -347,3 +348,22 @@ def test_through_tfma_a_movie_slice_ranks_only_its_own_movies(tmp_path):
     tail = by_slice[(("block", "tail"),)]
     assert tail["ranked_users"] == 1
     assert tail["ndcg_at_10"] == pytest.approx(_reference([1.0, 4.0], [4.5, 3.0])[0])
+
+
+def test_user_codes_are_the_same_in_every_process_and_tell_users_apart():
+    import subprocess
+    import sys
+
+    code = "from components import metrics; print(metrics.user_code(b'user_42'))"
+    env = dict(os.environ, PYTHONHASHSEED="123")
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(metrics.__file__))),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    assert int(other) == metrics.user_code(b"user_42") == metrics.user_code("user_42")
+    codes = {metrics.user_code(f"user_{i}".encode()) for i in range(100_000)}
+    assert len(codes) == 100_000
