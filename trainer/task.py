@@ -5,7 +5,9 @@ it with Keras progress and TensorBoard logs, and exports a SavedModel whose
 ``serving_default`` takes serialized ``tf.Example``s with raw string ids.
 """
 
+import ctypes
 import dataclasses
+import gc
 import json
 import os
 from collections.abc import Callable
@@ -283,6 +285,35 @@ def memory_report(config: ModelConfig, model: keras.Model) -> dict:
 
 def run_fn(fn_args: FnArgs):
     """TFX Trainer entry point."""
+    try:
+        _train_and_export(fn_args)
+    finally:
+        release_memory()
+
+
+def release_memory() -> None:
+    """Frees the Trainer's garbage and hands the freed heap back to the system.
+
+    A local run executes every component in this one process, and glibc's
+    malloc keeps freed memory for reuse: without this, the Evaluator's Beam
+    workers would add their memory on top of the Trainer's high-water mark.
+    """
+    gc.collect()
+    try:  # glibc only (Linux); elsewhere the allocator's own policy stands
+        libc = ctypes.CDLL("libc.so.6")
+        before = _resident_gib()
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return
+    logging.info("Trainer: resident memory %.2f GiB -> %.2f GiB", before, _resident_gib())
+
+
+def _resident_gib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def _train_and_export(fn_args: FnArgs) -> None:
     config = ModelConfig.from_dict((fn_args.custom_config or {}).get("model", {}))
     logging.info("Training model %s", config.to_json())
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
