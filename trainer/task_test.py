@@ -80,3 +80,26 @@ def test_raw_examples_reach_the_model_as_frequency_ranked_ids(
     assert _rows(data.train, data.steps_per_epoch) == expected
     assert _rows(data.eval) == expected
     assert data.mean_rating == pytest.approx(np.mean([r[2] for r in expected]))
+
+
+def test_run_fn_hands_memory_back_even_when_training_fails(monkeypatch):
+    released = []
+    monkeypatch.setattr(task, "release_memory", lambda: released.append(True))
+
+    def fail(fn_args):
+        raise ValueError("bad split")
+
+    monkeypatch.setattr(task, "_train_and_export", fail)
+    with pytest.raises(ValueError, match="bad split"):
+        task.run_fn(None)
+    assert released == [True]
+
+
+def test_release_memory_returns_freed_heap_to_the_system():
+    pytest.importorskip("ctypes").CDLL("libc.so.6")  # glibc only
+    # Many small blocks land on malloc's heap, where only a trim returns them.
+    blocks = [bytearray(4096) for _ in range(100_000)]
+    held = task._resident_gib()
+    del blocks
+    task.release_memory()
+    assert task._resident_gib() < held - 0.2
