@@ -307,9 +307,19 @@ def lookup_part(ids=LOOKUP_IDS) -> dict:
     return {"lookup": runs}
 
 
-def pipeline_run(name: str, scratch: str, log_dir: str) -> dict:
+# ``--in-process``: every Beam step in the runner's process, whatever the data's
+# size (the runner's own rule, pipeline/beam_plan.py, is what the plain runs use).
+IN_PROCESS_ARGS = [
+    "--beam-arg=--direct_running_mode=in_memory",
+    "--beam-arg=--direct_num_workers=1",
+]
+IN_PROCESS_SUFFIX = "-in-process"
+
+
+def pipeline_run(name: str, scratch: str, log_dir: str, in_process: bool = False) -> dict:
     """One whole ``local_runner.py`` process on a generated set of size ``name``."""
     ratings, users, movies, min_per_user = PIPELINE_SIZES[name]
+    label = name + IN_PROCESS_SUFFIX if in_process else name
     commit = measure.machine_info().get("git_head")
     data = os.path.join(scratch, f"{name}.csv")
     generate = [sys.executable, "-m", "components.synthetic", "--out", data]
@@ -318,16 +328,16 @@ def pipeline_run(name: str, scratch: str, log_dir: str) -> dict:
     subprocess.run(generate, cwd=measure.REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
     output_root = os.path.join(scratch, f"out-{name}")
     command = [sys.executable, "local_runner.py", "--no-cache", "--data", data]
-    command += ["--output-root", output_root]
-    print(f"{name}: {' '.join(command[1:])}", flush=True)
-    run = measure.run_measured(command, os.path.join(log_dir, f"pipeline-{name}.log"))
+    command += ["--output-root", output_root] + (IN_PROCESS_ARGS if in_process else [])
+    print(f"{label}: {' '.join(command[1:])}", flush=True)
+    run = measure.run_measured(command, os.path.join(log_dir, f"pipeline-{label}.log"))
     metadata = os.path.join(output_root, "metadata", configs.PIPELINE_NAME, "metadata.db")
     components = measure.component_seconds(metadata) if os.path.exists(metadata) else {}
     shutil.rmtree(output_root, ignore_errors=True)
     os.remove(data)
     print(f"  exit {run['returncode']}, {run['seconds']:.0f} s", flush=True)
     return {
-        "name": name,
+        "name": label,
         "commit": commit,
         "ratings": ratings,
         "users": users,
@@ -341,14 +351,15 @@ def pipeline_run(name: str, scratch: str, log_dir: str) -> dict:
         "load_1min_end": run["load_1min_end"],
         "components": {node: entry["seconds"] for node, entry in components.items()},
         "component_peak_rss_gb": measure.peak_rss_per_component(components, run["rss_samples"]),
-        "log": f"pipeline-{name}.log",
+        "log": f"pipeline-{label}.log",
     }
 
 
-def pipeline_part(sizes, log_dir: str) -> dict:
+def pipeline_part(sizes, log_dir: str, in_process: bool = False) -> dict:
     scratch = tempfile.mkdtemp(prefix="scale_pipeline_")
     try:
-        return {"pipeline": [pipeline_run(name, scratch, log_dir) for name in sizes]}
+        runs = [pipeline_run(name, scratch, log_dir, in_process) for name in sizes]
+        return {"pipeline": runs}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -374,7 +385,10 @@ def merge_results(name: str, part: dict, out: str, command: str, machine=None) -
         for run in kept:  # runs from before runs named their commit: the file's
             run.setdefault("commit", results.get("commit"))
         order = list(PIPELINE_SIZES)
-        runs = sorted(kept + part["pipeline"], key=lambda run: order.index(run["name"]))
+        runs = sorted(
+            kept + part["pipeline"],
+            key=lambda run: (order.index(run["name"].removesuffix(IN_PROCESS_SUFFIX)), run["name"]),
+        )
         part = {"pipeline": runs}
     results.update(part, machine=machine, commit=machine.get("git_head"))
     results.setdefault("parts", {})[name] = {
@@ -393,6 +407,11 @@ def main(argv=None) -> int:
     parser.add_argument("--part", choices=PARTS, action="append", help="default: both")
     parser.add_argument("--sizes", default=",".join(PIPELINE_SIZES), help="pipeline runs")
     parser.add_argument("--log-dir", default="/tmp/scale_logs")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="pipeline runs with every Beam step in one process (recorded as <size>-in-process)",
+    )
     parser.add_argument(
         "--ids", type=int, help="one user vocabulary size, in this process (default: the curve)"
     )
@@ -422,7 +441,7 @@ def main(argv=None) -> int:
         if "lookup" in parts:
             merge_results("lookup", lookup_part(), args.out, command, machine)
         if "pipeline" in parts:
-            pipeline = pipeline_part(sizes, args.log_dir)
+            pipeline = pipeline_part(sizes, args.log_dir, args.in_process)
             merge_results("pipeline", pipeline, args.out, command, machine)
         return 0
     result = run(args.ids, args.path, args.steps, args.batch_size, args.seed)

@@ -26,6 +26,7 @@ def test_a_pipeline_run_records_time_memory_and_every_component(tmp_path, monkey
     )
     assert 0 < sum(run["components"].values()) < run["seconds"]
     assert run["peak_rss_gb"] > 0.1
+    assert 0 < run["component_peak_rss_gb"]["Trainer"] <= run["peak_rss_gb"]
     assert results["machine"]["cpu_model"] and results["parts"]["pipeline"]["command"] == "test"
     assert run["commit"] == results["machine"]["git_head"]
 
@@ -46,6 +47,11 @@ def test_a_run_of_some_sizes_replaces_those_sizes_only(tmp_path):
         ("4m-wide", 4, "new"),
         ("20m-wide", 20, "old"),  # a run without its own commit keeps the file's
     ]
+    # An in-process run sits beside its size's run and replaces only its own.
+    part = {"pipeline": [{**run("4m-wide-in-process", 5), "commit": "new"}]}
+    scale.merge_results("pipeline", part, str(out), "third", {"git_head": "new"})
+    runs = json.loads(out.read_text())["pipeline"]
+    assert [r["name"] for r in runs] == ["1m", "4m-wide", "4m-wide-in-process", "20m-wide"]
 
 
 def test_the_lookup_part_loads_every_id_and_measures_its_table():
