@@ -197,6 +197,7 @@ def at_budget(
         changes["use_biases"] = False
     elif config.use_biases:
         changes.update(user_bias=bias["user_embedding"], movie_bias=bias["movie_embedding"])
+        changes.update(budget_lib.training_changes(bias))
     return config.replace(**changes)
 
 

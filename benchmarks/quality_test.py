@@ -76,8 +76,11 @@ def test_at_budget_counts_every_id_indexed_parameter():
         config = quality.at_budget(preset, budget, USERS, MOVIES, hashed)
         assert quality.id_params(config, USERS, MOVIES) <= ids * 65 / budget
     # Past 64x the biases are compressed; to 64x they stay full.
-    assert quality.at_budget(preset, 64, USERS, MOVIES, hashed).user_bias == {"type": "full"}
-    assert quality.at_budget(preset, 128, USERS, MOVIES).user_bias["type"] != "full"
+    at_64x = quality.at_budget(preset, 64, USERS, MOVIES, hashed)
+    at_128x = quality.at_budget(preset, 128, USERS, MOVIES)
+    assert at_64x.user_bias == {"type": "full"} and at_128x.user_bias["type"] != "full"
+    # With compressed biases the per-id prior is off; with full ones it stays.
+    assert at_64x.l2_per_id == preset.l2_per_id > 0 and at_128x.l2_per_id == 0
     # The legacy accounting (issue #4) counts the embeddings alone.
     assert quality.at_embedding_budget(preset, 32).user_embedding["compression"] == 8
     assert quality.at_budget(quality.model_config.preset("md_16x"), 64, USERS, MOVIES) is None

@@ -37,6 +37,18 @@ FULL_BIASES_UP_TO = REFERENCE_DIM + 1
 # (benchmarks/results/bias_compression.md).
 BIAS_SHARE = 0.75
 
+
+def training_changes(biases: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Training settings that go with ``fit``'s biases: no per-id prior once they are compressed.
+
+    The per-id prior (``l2_per_id``) shrinks each id's row by its own count;
+    with compressed biases the tables beside them have a few hundred rows,
+    each shared by many ids, and the prior held QR "add" back on ML-100K at
+    128x (benchmarks/results/extreme_prior.md).
+    """
+    compressed = any(spec is not None and spec.get("type") != "full" for spec in biases.values())
+    return {"l2_per_id": 0.0} if compressed else {}
+
 _UNITS = {
     "b": 1,
     "kb": 10**3,
@@ -326,7 +338,8 @@ RULE: tuple[tuple[float, str, dict[str, Any], str], ...] = (
         "qr",
         {"type": "qr", "operation": "add", "num_partitions": 2, "compression": 2},
         "past 64x the biases are compressed (QR add) and take most of the budget; of "
-        "the tables beside them only QR add did better than hashing, where it fits",
+        "the tables beside them only QR add did better than hashing, where it fits, "
+        "trained without the per-id prior",
     ),
 )
 # Where the rule's technique cannot fit (a small vocabulary), these can.
@@ -412,6 +425,7 @@ def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
     if settings["use_biases"]:
         settings["user_bias"] = fitted.biases["user_embedding"]
         settings["movie_bias"] = fitted.biases["movie_embedding"]
+        settings.update(training_changes(fitted.biases))
     return Choice(budget, technique, settings, limit, fitted.total, known, f"{ratio:,.4g}x: {why}")
 
 

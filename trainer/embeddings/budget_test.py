@@ -116,3 +116,10 @@ def test_choose_falls_back_to_hashing_where_its_technique_does_not_fit():
     choice = budget.choose(budget.Budget.parse("1024x"), tiny)
     assert choice.technique == "hash" and choice.params <= choice.limit
     assert "does not fit" in choice.why
+
+
+def test_choose_turns_the_per_id_prior_off_only_with_compressed_biases():
+    at_32x = budget.choose(budget.Budget.parse("32x"), IDS).settings
+    at_128x = budget.choose(budget.Budget.parse("128x"), IDS).settings
+    assert at_32x["user_bias"] == {"type": "full"} and "l2_per_id" not in at_32x
+    assert at_128x["user_bias"]["type"] != "full" and at_128x["l2_per_id"] == 0.0
