@@ -191,8 +191,9 @@ def local_beam_pipeline_args() -> list[str]:
     Prism runner, which downloads a Prism binary (and fails offline) and
     stages an sdist of this package for every Beam component.
     ``in_memory`` beats ``multi_processing`` on small data: worker processes
-    each import TensorFlow first (``beam_plan`` adds workers on large data). Naming ``--setup_file`` stops TFX from building a
-    throwaway ~50 MB sdist of itself in /tmp for every Beam component; the
+    each import TensorFlow first (``beam_plan`` adds workers on large data).
+    Naming ``--setup_file`` stops TFX from building a throwaway ~50 MB sdist
+    of itself in /tmp for every Beam component; the
     in-process runner stages nothing, so the file is only named, never built.
     """
     return [
