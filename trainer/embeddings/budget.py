@@ -49,6 +49,7 @@ def training_changes(biases: Mapping[str, Mapping[str, Any] | None]) -> dict[str
     compressed = any(spec is not None and spec.get("type") != "full" for spec in biases.values())
     return {"l2_per_id": 0.0} if compressed else {}
 
+
 _UNITS = {
     "b": 1,
     "kb": 10**3,
