@@ -290,7 +290,7 @@ def lookup_run(num_ids: int) -> dict:
     return {
         "ids": num_ids,
         "file_mb": round(file_bytes / 2**20, 1),
-        "load_seconds": round(load_seconds, 2),
+        "load_seconds": round(load_seconds, 4),
         "table_gb": round(table_bytes / GIB, 3),
         "bytes_per_id": round(table_bytes / num_ids, 1),
         "all_found": bool((found >= 0).all()),
