@@ -104,7 +104,10 @@ def pipeline_section(args, scratch: str) -> dict:
         run = run_logged(command + args.runner_args, args.log_dir, f"pipeline_{name}", True)
         metadata = os.path.join(output_root, "metadata", configs.PIPELINE_NAME, "metadata.db")
         if os.path.exists(metadata):
-            run["components"] = measure.component_seconds(metadata)
+            run["components"] = {  # seconds per step; its clock times are the scale part's
+                node: {k: v for k, v in entry.items() if k not in ("start", "end")}
+                for node, entry in measure.component_seconds(metadata).items()
+            }
         with open(run["log"], errors="replace") as f:
             run["trainer_epochs"] = measure.keras_epochs(f.read())
         model = find_serving_model(output_root)
