@@ -346,9 +346,10 @@ RULE: tuple[tuple[float, str, dict[str, Any], str], ...] = (
 # Where the rule's technique cannot fit (a small vocabulary), these are tried
 # in turn: QR add in 3 partitions has smaller tables than in 2 and beat hashing
 # on ML-100K at 256x, where 2 partitions do not fit (benchmarks/results/extreme.md).
+_RULE_SPECS = {technique: spec for _, technique, spec, _ in RULE}
 FALLBACKS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("qr", {"type": "qr", "operation": "add", "num_partitions": 3, "compression": 2}),
-    ("hash", {"type": "hash", "compression": 2}),
+    ("qr", {**_RULE_SPECS["qr"], "num_partitions": 3}),
+    ("hash", _RULE_SPECS["hash"]),
 )
 # Nominal vocabularies for a ratio without the data's (its specs are ratios, so
 # they follow the real vocabularies; only the width depends on these).
