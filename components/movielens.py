@@ -540,10 +540,16 @@ _SCAN_BYTES = 1 << 16
 
 
 def byte_ranges(layout: FileLayout, range_bytes: int = RANGE_BYTES) -> list[tuple[int, int]]:
-    """``[start, end)`` byte ranges covering the file's rows; at least one, maybe empty."""
-    edges = [*range(layout.data_start, layout.size, range_bytes), layout.size]
-    if len(edges) == 1:
-        return [(layout.data_start, layout.data_start)]
+    """``[start, end)`` byte ranges covering the file's rows; at least one, maybe empty.
+
+    The fewest ranges of at most ``range_bytes``, of equal sizes (to a byte):
+    each range becomes one shard per split, and the steps that read the
+    shards give each worker whole shards, so a short last range would leave
+    workers idle while the others finish.
+    """
+    data_bytes = layout.size - layout.data_start
+    count = max(1, -(-data_bytes // range_bytes))
+    edges = [layout.data_start + data_bytes * i // count for i in range(count + 1)]
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 

@@ -386,6 +386,20 @@ def test_ranges_hold_every_line_once_wherever_their_edges_fall(tmp_path, range_b
     assert len(rows) == 41
 
 
+@pytest.mark.parametrize("range_bytes", [7, 29, 64, 100, 1 << 20])
+def test_ranges_are_the_fewest_that_fit_and_equal_in_size(tmp_path, range_bytes):
+    # Each range becomes a shard that a worker reads whole: a short last
+    # one would leave a worker idle.
+    layout = movielens.ratings_layout(write(tmp_path / "u.data", RANGED))
+    ranges = movielens.byte_ranges(layout, range_bytes)
+    sizes = [end - start for start, end in ranges]
+    data_bytes = layout.size - layout.data_start
+    assert ranges[0][0] == layout.data_start and ranges[-1][1] == layout.size
+    assert all(a[1] == b[0] for a, b in zip(ranges[:-1], ranges[1:], strict=True))
+    assert max(sizes) <= range_bytes and max(sizes) - min(sizes) <= 1
+    assert len(ranges) == -(-data_bytes // range_bytes)
+
+
 @pytest.mark.parametrize("range_bytes", [1, 5, 17, 1 << 20])
 @pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
 def test_a_bad_line_in_a_later_range_is_numbered_exactly(tmp_path, range_bytes, ending):
