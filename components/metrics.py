@@ -103,8 +103,11 @@ class RankingMeans(NamedTuple):
 
 # Rows a slice's top lists buffer before folding them into each user's top k.
 COMPACT_AT_ROWS = 65_536
-# The per-user totals, carried on each user's best row.
-_TOTALS = (("relevant_total", np.int64), ("weight_total", np.float64), ("count_total", np.int64))
+# The per-user totals, carried on each user's best row. Narrow types: the
+# top lists hold a row per user of the slice, and TFMA pickles and gathers
+# them in one process; a model's predictions are float32 anyway.
+_TOTALS = (("relevant_total", np.int32), ("weight_total", np.float32), ("count_total", np.int32))
+_COLUMNS = (("user", np.int64), ("prediction", np.float32), ("relevant", np.bool_), *_TOTALS)
 
 
 def user_code(user) -> int:
@@ -142,7 +145,8 @@ def _top_rows(rows: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
     starts = np.r_[True, codes[1:] != codes[:-1]]
     group, rank = _group_ranks(starts)
     keep = rank < k
-    top = {name: rows[name][order][keep] for name in ("user", "prediction", "relevant")}
+    picked = order[keep]
+    top = {name: rows[name][picked] for name in ("user", "prediction", "relevant")}
     best = starts[keep]
     for name, dtype in _TOTALS:
         column = np.zeros(len(best), dtype)
@@ -174,15 +178,15 @@ class UserTopLists:
 
     @staticmethod
     def _as_rows(users, predictions, relevant, weights) -> dict[str, np.ndarray]:
-        relevant = np.array(relevant, dtype=bool)
-        return {
-            "user": np.array(users, dtype=np.int64),
-            "prediction": np.array(predictions, dtype=np.float64),
+        values = {
+            "user": users,
+            "prediction": predictions,
             "relevant": relevant,
-            "relevant_total": relevant.astype(np.int64),
-            "weight_total": np.array(weights, dtype=np.float64),
-            "count_total": np.ones(len(relevant), np.int64),
+            "relevant_total": relevant,
+            "weight_total": weights,
+            "count_total": np.ones(len(relevant)),
         }
+        return {name: np.asarray(values[name], dtype=dtype) for name, dtype in _COLUMNS}
 
     def _all_rows(self) -> dict[str, np.ndarray]:
         parts = [self._rows, *self._chunks, self._as_rows(*self._pending)]
