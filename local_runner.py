@@ -157,6 +157,7 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
         # The user's flags last: Beam takes the last value of a repeated flag.
         beam_pipeline_args=configs.local_beam_pipeline_args() + args.beam_args,
         parallel_step_beam_args=plan.parallel_step_args,
+        evaluator_beam_args=plan.evaluator_args,
         enable_cache=not args.no_cache,
     )
 

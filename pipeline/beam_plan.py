@@ -6,8 +6,12 @@ the plan runs those three in worker processes, one per usable core (Beam's
 ``multi_processing`` mode); ExampleGen, which mostly waits on the file and
 the gzip writer, stays in-process. Each worker imports TensorFlow and the
 step's libraries first, a cost only data past ``PARALLEL_FROM_BYTES`` repays
-(``benchmarks/results/scale.json`` holds the runs behind it). A user's own
-``--direct_running_mode`` or ``--direct_num_workers`` flag replaces the plan.
+(``benchmarks/results/scale.json`` holds the runs behind it). From
+``EVALUATOR_IN_PROCESS_FROM_BYTES`` the Evaluator goes back to this process:
+each of its workers loads the model with the vocabularies of millions of
+ids, so the workers multiplied the run's peak memory for a modest gain in
+time (``docs/scale.md``). A user's own ``--direct_running_mode`` or
+``--direct_num_workers`` flag replaces the plan.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import os
 
 # Ratings-file size from which worker processes pay for their start-up.
 PARALLEL_FROM_BYTES = 64_000_000
+# Ratings-file size (about 10M ratings) from which the Evaluator's workers
+# would each hold a model too large to copy per core.
+EVALUATOR_IN_PROCESS_FROM_BYTES = 256_000_000
 # The Beam flags that choose the engine's processes; a user who sets one decides.
 _ENGINE_FLAGS = ("--direct_running_mode", "--direct_num_workers")
 
@@ -27,16 +34,27 @@ class BeamPlan:
 
     workers: int  # 1: the steps run in this process
     reason: str
+    evaluator_in_process: bool = False
 
     @property
     def parallel_step_args(self) -> list[str]:
+        """Flags for StatisticsGen and Transform."""
         if self.workers <= 1:
             return []
         return ["--direct_running_mode=multi_processing", f"--direct_num_workers={self.workers}"]
 
+    @property
+    def evaluator_args(self) -> list[str]:
+        return [] if self.evaluator_in_process else self.parallel_step_args
+
     def describe(self) -> str:
         if self.workers <= 1:
             return f"Beam: every step in this process ({self.reason})"
+        if self.evaluator_in_process:
+            return (
+                f"Beam: StatisticsGen and Transform in {self.workers} worker processes, "
+                f"the Evaluator in this process ({self.reason})"
+            )
         return (
             f"Beam: StatisticsGen, Transform and the Evaluator in {self.workers} worker "
             f"processes ({self.reason})"
@@ -56,6 +74,12 @@ def plan(data_bytes: int | None, user_beam_args: list[str], cpus: int | None = N
         return BeamPlan(1, f"{size}, under the {limit} that repays worker processes")
     if cpus < 2:
         return BeamPlan(1, f"{size}, but 1 usable CPU")
+    if data_bytes >= EVALUATOR_IN_PROCESS_FROM_BYTES:
+        limit = f"{EVALUATOR_IN_PROCESS_FROM_BYTES / 1e6:,.0f} MB"
+        why = (
+            f"{size}, {cpus} usable CPUs; from {limit} one model per Evaluator worker costs memory"
+        )
+        return BeamPlan(cpus, why, evaluator_in_process=True)
     return BeamPlan(cpus, f"{size}, {cpus} usable CPUs")
 
 

@@ -88,9 +88,11 @@ class PipelineConfig:
         slice. That Evaluator has no thresholds and blesses nothing.
       beam_pipeline_args: extra Beam flags (the local run adds DirectRunner
         settings).
-      parallel_step_beam_args: Beam flags for StatisticsGen, Transform and the
-        Evaluators only, after ``beam_pipeline_args`` (the local run's
-        ``beam_plan``: worker processes on large data).
+      parallel_step_beam_args: Beam flags for StatisticsGen and Transform
+        only, after ``beam_pipeline_args`` (the local run's ``beam_plan``:
+        worker processes on large data).
+      evaluator_beam_args: the same for the Evaluators (``beam_plan`` keeps
+        them in-process on the largest data).
       enable_cache: reuse a component's earlier outputs when its inputs and
         settings are unchanged.
       schema_dir: folder holding schema.pbtxt as the ImportSchemaGen executor
@@ -119,6 +121,7 @@ class PipelineConfig:
     compare_full_model: bool = False
     beam_pipeline_args: list[str] | None = None
     parallel_step_beam_args: list[str] | None = None
+    evaluator_beam_args: list[str] | None = None
     enable_cache: bool = True
     schema_dir: str = SCHEMA_DIR
     vertex_training: dict[str, Any] | None = None

@@ -267,8 +267,11 @@ def create_pipeline(config: configs.PipelineConfig, metadata_connection_config=N
         ).with_id("Pusher")
 
     if config.parallel_step_beam_args:
-        for step in (statistics_gen, transform, evaluator, *comparison[1:]):
+        for step in (statistics_gen, transform):
             step.with_beam_pipeline_args(config.parallel_step_beam_args)
+    if config.evaluator_beam_args:
+        for step in (evaluator, *comparison[1:]):
+            step.with_beam_pipeline_args(config.evaluator_beam_args)
     return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

@@ -196,12 +196,18 @@ def _beam_args_per_step(config):
 
 def test_parallel_step_flags_reach_the_data_parallel_steps_only_and_come_last():
     parallel = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-    config = _config(compare_full_model=True, parallel_step_beam_args=parallel)
+    evaluator = ["--direct_num_workers=3"]
+    config = _config(
+        compare_full_model=True, parallel_step_beam_args=parallel, evaluator_beam_args=evaluator
+    )
     args = _beam_args_per_step(config)
-    steps = {"StatisticsGen", "Transform", "Evaluator", configs.COMPRESSION_EVALUATOR_ID}
+    evaluators = {"Evaluator", configs.COMPRESSION_EVALUATOR_ID}
+    steps = {"StatisticsGen", "Transform"}
     for node, flags in args.items():
         if node in steps:
             assert flags == configs.local_beam_pipeline_args() + parallel, node
+        elif node in evaluators:
+            assert flags == configs.local_beam_pipeline_args() + evaluator, node
         else:
             assert flags == configs.local_beam_pipeline_args(), node
-    assert steps < set(args) and "ArrowCsvExampleGen" in args
+    assert steps | evaluators < set(args) and "ArrowCsvExampleGen" in args

@@ -61,10 +61,14 @@ def test_large_data_gets_worker_processes_for_the_parallel_steps_unless_the_user
     config = local_runner.pipeline_config(args, str(tmp_path))
     assert config.beam_pipeline_args == configs.local_beam_pipeline_args()
     expected = beam_plan.plan(args.data_bytes, []).parallel_step_args
-    assert config.parallel_step_beam_args == expected
+    assert config.parallel_step_beam_args == config.evaluator_beam_args == expected
+    args.data_bytes = beam_plan.EVALUATOR_IN_PROCESS_FROM_BYTES
+    config = local_runner.pipeline_config(args, str(tmp_path))
+    assert config.parallel_step_beam_args == expected and config.evaluator_beam_args == []
     args = local_runner.parse_args(MULTI_PROCESSING)
     args.data_bytes = beam_plan.PARALLEL_FROM_BYTES
-    assert local_runner.pipeline_config(args, str(tmp_path)).parallel_step_beam_args == []
+    config = local_runner.pipeline_config(args, str(tmp_path))
+    assert config.parallel_step_beam_args == config.evaluator_beam_args == []
 
 
 def test_a_beam_arg_that_is_no_flag_is_an_error(capsys):
