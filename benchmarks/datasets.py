@@ -120,7 +120,7 @@ DATASETS: dict[str, Callable[[], movielens.Ratings]] = {
     # Where synthetic-signal's ids carry too little signal (its full model is
     # 1.7% better than biases only), twice the ratings per user and a steeper
     # spectrum (a few strong factors the users' ratings can pin down): the
-    # full model is 8.5% better than biases only (one seed, results/extreme.json).
+    # full model is 8.5% better than biases only (results/extreme.json).
     "synthetic-factors": lambda: synthetic.generate_ratings(
         30_000, 6_000, 1_200_000, min_ratings_per_user=20, spectrum_decay=1.0
     ),
