@@ -106,6 +106,7 @@ RECIPES: dict[str, Recipe] = {
 # they share (untuned for them); the wide one, 3x the ratings, gets 1 seed.
 RECIPES["synthetic-signal"] = dataclasses.replace(RECIPES["synthetic-large"], seeds=None)
 RECIPES["synthetic-wide"] = dataclasses.replace(RECIPES["synthetic-large"], seeds=1)
+RECIPES["synthetic-factors"] = RECIPES["synthetic-signal"]
 
 
 @dataclasses.dataclass(frozen=True)
