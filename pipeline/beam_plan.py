@@ -9,8 +9,9 @@ step's libraries first, a cost only data past ``PARALLEL_FROM_BYTES`` repays
 (``benchmarks/results/scale.json`` holds the runs behind it). From
 ``EVALUATOR_IN_PROCESS_FROM_BYTES`` the Evaluator goes back to this process:
 each of its workers loads the model with the vocabularies of millions of
-ids, so the workers multiplied the run's peak memory for a modest gain in
-time (``docs/scale.md``). A user's own ``--direct_running_mode`` or
+ids, so the workers roughly doubled the run's peak memory; one process is
+slower there, and the plan takes the memory over the time (``docs/scale.md``
+has both runs). A user's own ``--direct_running_mode`` or
 ``--direct_num_workers`` flag replaces the plan.
 """
 
