@@ -295,8 +295,9 @@ def release_memory() -> None:
     """Frees the Trainer's garbage and hands the freed heap back to the system.
 
     A local run executes every component in this one process, and glibc's
-    malloc keeps freed memory for reuse; what it kept adds to the later
-    Evaluator's workers in the run's peak. The log line shows how much came
+    malloc keeps freed memory for reuse; what it kept stays in the process
+    through the later steps, the Evaluator (the run's peak) among them. The
+    log line shows how much came
     back, which on the scale runs was a small part of what the process holds.
     """
     gc.collect()
