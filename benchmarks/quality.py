@@ -4,6 +4,8 @@ A group trains its rows (one model configuration each) on its data sets,
 each data set with its ``Recipe``, once per seed, and writes
 ``results/<group>.json`` (``python -m benchmarks.render`` makes the tables):
 
+* ``row_updates``: the 16x rows with dense, caught-up row-sparse and lazy
+  Adam (``ModelConfig.row_updates``);
 * ``quality`` (default): the keras-io seed's two models, the tuned full
   model and, at 8x, 16x and 32x fewer embedding parameters than full 64-d
   tables, a uniform (narrower) table and the QR, MD and QR+MD presets;
@@ -418,6 +420,29 @@ CALIBRATION_ROWS = ("baseline", "uniform_8x", "uniform_16x", "uniform_32x")
 RANKING_ROWS = ("baseline", "uniform_16x", "md_16x", "qr_16x", "md_qr_16x", "hash_16x")
 
 
+# Issue #17: how the id-indexed tables are updated (``ModelConfig.row_updates``).
+ROW_UPDATE_ROWS = ("baseline", "uniform_16x", "md_16x", "md_qr_16x", "qr_16x")
+
+
+def row_update_entries() -> list[Entry]:
+    """Each of ``ROW_UPDATE_ROWS`` with dense Adam, row-sparse Adam caught up,
+    and lazy Adam, compared with dense Adam at the same commit."""
+    rows = []
+    for entry in entries():
+        if entry.config not in ROW_UPDATE_ROWS:
+            continue
+        for updates in model_config.ROW_UPDATES[::-1]:  # dense first, the reference
+            rows.append(
+                dataclasses.replace(
+                    entry,
+                    config=f"{entry.config}_{updates}",
+                    versus=None if updates == "dense" else f"{entry.config}_dense",
+                    overrides={"row_updates": updates},
+                )
+            )
+    return rows
+
+
 def groups() -> dict[str, Group]:
     from benchmarks import ablation
     from benchmarks import md_layouts
@@ -427,6 +452,7 @@ def groups() -> dict[str, Group]:
     return {
         "extreme": Group(extreme_entries, ("ml-100k", *datasets.EXTREME_SETS), 3),
         "bias_compression": Group(bias_entries, ("ml-100k",), 3),
+        "row_updates": Group(lambda data: row_update_entries(), ("ml-100k", "synthetic-large"), 3),
         "quality": Group(lambda data: entries(), three, 3),
         "ablation": Group(lambda data: ablation.entries(), ("ml-100k",), 2),
         "md_layouts": Group(md_layouts.entries, three, 5),

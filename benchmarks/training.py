@@ -24,6 +24,7 @@ from components import features
 from components import metrics
 from trainer import embeddings
 from trainer import model as model_lib
+from trainer import row_sparse
 from trainer import task
 from trainer.model_config import ModelConfig
 
@@ -146,7 +147,7 @@ def fit(
         steps_per_epoch=steps,
         epochs=config.epochs,
         validation_data=eval_batches(data) if validate else None,
-        callbacks=list(callbacks),
+        callbacks=[row_sparse.CatchUp(), *callbacks],
         verbose=verbose,
     ).history
     return model, history

@@ -255,9 +255,11 @@ def _optimizer(config: ModelConfig) -> keras.optimizers.Optimizer:
         # Decoupled decay shrinks every row every step, seen in the batch or
         # not, unlike the per-looked-up-row L2 penalty.
         return keras.optimizers.AdamW(weight_decay=config.weight_decay, **settings)
+    if config.row_updates == "dense":
+        return keras.optimizers.Adam(**settings)
     # Updates only the rows a batch looked up (tables, biases): a step costs
     # the batch, not the vocabulary. Dense weights get plain Adam.
-    return row_sparse.RowSparseAdam(**settings)
+    return row_sparse.RowSparseAdam(catch_up=config.row_updates == "catch_up", **settings)
 
 
 def id_embeddings(

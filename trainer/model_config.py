@@ -16,6 +16,7 @@ from trainer.embeddings.spec import shown as _shown
 
 # How a score becomes a rating; see ModelConfig.rating_head.
 RATING_HEADS = ("sigmoid", "linear")
+ROW_UPDATES = ("catch_up", "lazy", "dense")
 
 # numpy's seeds are 32-bit.
 _MAX_SEED = 2**32 - 1
@@ -76,6 +77,13 @@ class ModelConfig:
         variance-matched uniform for QR tables).
       weight_decay: if > 0, AdamW's decoupled weight decay on every weight,
         on top of (or instead of) the per-row ``l2``.
+      row_updates: how Adam trains the id-indexed tables (``trainer.row_sparse``).
+        "catch_up" (the default): only the rows a batch looks up, each first
+        caught up on the steps it sat out, so the tables train as under dense
+        Adam at the batch's cost. "lazy": only those rows, the steps sat out
+        skipped (TF Addons' LazyAdam; a rare id learns more slowly). "dense":
+        Keras' Adam on every row every step, for comparison (a step costs the
+        vocabulary). Decoupled ``weight_decay`` is dense whatever this says.
       learning_rate, batch_size, epochs: Adam settings and length of training.
       adam_beta_2, adam_epsilon: Adam's second-moment decay and epsilon. An
         embedding row gets a gradient only in the batches that hold its id,
@@ -112,6 +120,7 @@ class ModelConfig:
     max_rating: float = 5.0
     embeddings_initializer: Any | None = None
     weight_decay: float = 0.0
+    row_updates: str = "catch_up"
     learning_rate: float = 1e-3
     adam_beta_2: float = 0.999
     adam_epsilon: float = 1e-7
@@ -179,6 +188,8 @@ class ModelConfig:
         number("bias_l2", 0, optional=True)
         if self.rating_head not in RATING_HEADS:
             fail("rating_head", "one of " + ", ".join(_shown(h) for h in RATING_HEADS))
+        if self.row_updates not in ROW_UPDATES:
+            fail("row_updates", "one of " + ", ".join(_shown(h) for h in ROW_UPDATES))
         number("min_rating", None)
         number("max_rating", None)
         if not self.min_rating < self.max_rating:

@@ -1,4 +1,5 @@
-"""Row-sparse lookups and RowSparseAdam: only looked-up rows change, as Adam would change them."""
+"""Row-sparse lookups and RowSparseAdam: only looked-up rows change, and after a
+catch-up the table is what dense Adam would hold."""
 
 import keras
 import numpy as np
@@ -48,6 +49,72 @@ def test_rows_outside_the_batch_and_their_moments_do_not_change():
     assert not m[untouched].any() and not v[untouched].any()
 
 
+def _train_on_zipf_batches(optimizer, steps, catch_up=True, rows=40, dim=3, scale=1.0):
+    """Rows drawn with Zipf-like odds, a fixed upstream per row (so the gradient
+    does not depend on the weights and dense Adam's trajectory is exact); the
+    table's total change."""
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(rows, dim)).astype("float32")
+    upstream = (scale * rng.normal(size=(rows, dim))).astype("float32")
+    odds = 1.0 / np.arange(1, rows + 1)
+    table = keras.Variable(start.copy(), name="table")
+    for _ in range(steps):
+        ids = rng.choice(rows, size=4, p=odds / odds.sum())
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(row_sparse.lookup(table, tf.constant(ids)) * upstream[ids])
+        (gradient,) = tape.gradient(loss, [table])
+        if not isinstance(optimizer, row_sparse.RowSparseAdam):
+            gradient = tf.convert_to_tensor(gradient)
+        optimizer.apply([gradient], [table])
+    if catch_up and isinstance(optimizer, row_sparse.RowSparseAdam):
+        optimizer.catch_up_all()
+    return table.numpy() - start
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-4])  # gradients far above epsilon, and near it
+def test_after_catching_up_the_table_is_dense_adams(scale):
+    settings = dict(learning_rate=0.01, beta_2=0.99, epsilon=1e-4)
+    dense = _train_on_zipf_batches(keras.optimizers.Adam(**settings), 800, scale=scale)
+    caught_up = _train_on_zipf_batches(row_sparse.RowSparseAdam(**settings), 800, scale=scale)
+    lazy = _train_on_zipf_batches(
+        row_sparse.RowSparseAdam(catch_up=False, **settings), 800, scale=scale
+    )
+    error = np.abs(caught_up - dense).max() / np.abs(dense).max()
+    lazy_error = np.abs(lazy - dense).max() / np.abs(dense).max()
+    assert error < 0.02 and lazy_error > 0.1, (error, lazy_error)
+
+
+def test_catching_up_in_chunks_or_twice_is_catching_up_once():
+    settings = dict(learning_rate=0.01, beta_2=0.99, epsilon=1e-4)
+    whole = _train_on_zipf_batches(row_sparse.RowSparseAdam(**settings), 50)
+    optimizer = row_sparse.RowSparseAdam(**settings)
+    before = _train_on_zipf_batches(optimizer, 50, catch_up=False)
+    table = optimizer._trainable_variables[0]  # pylint: disable=protected-access
+    start = table.numpy() - before
+    optimizer.catch_up_all(chunk_rows=7)
+    chunked = table.numpy() - start
+    optimizer.catch_up_all()
+    np.testing.assert_array_equal(table.numpy() - start, chunked)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(before, whole)  # the catch-up moved rows
+
+
+def test_a_training_read_catches_its_rows_up_first_and_other_reads_do_not():
+    settings = dict(learning_rate=0.01, beta_2=0.99, epsilon=1e-4)
+    reference = row_sparse.RowSparseAdam(**settings)
+    _train_on_zipf_batches(reference, 50)  # caught up whole
+    expected = reference._trainable_variables[0].numpy()  # pylint: disable=protected-access
+    optimizer = row_sparse.RowSparseAdam(**settings)
+    _train_on_zipf_batches(optimizer, 50, catch_up=False)
+    table = optimizer._trainable_variables[0]  # pylint: disable=protected-access
+    stale = table.numpy()
+    everything = tf.range(table.shape[0])
+    np.testing.assert_array_equal(row_sparse.lookup(table, everything), stale)
+    read = row_sparse.lookup(table, everything, training=True).numpy()
+    np.testing.assert_allclose(read, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(read, stale)
+
+
 def test_with_every_row_in_every_batch_it_is_adam():
     sparse_table, values = _table(rows=4)
     dense_table = keras.Variable(values.copy(), name="dense")
@@ -80,7 +147,34 @@ def test_it_serializes_with_its_settings_and_refuses_dense_options():
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert type(restored) is row_sparse.RowSparseAdam
     assert restored.get_config()["beta_2"] == 0.99
+    assert restored.catch_up
+    lazy = keras.optimizers.deserialize(
+        keras.optimizers.serialize(row_sparse.RowSparseAdam(catch_up=False))
+    )
+    assert not lazy.catch_up
+    with pytest.raises(ValueError, match="beta_1 \\*\\* 2 < beta_2"):
+        row_sparse.RowSparseAdam(beta_1=0.99, beta_2=0.98)
     with pytest.raises(ValueError, match="weight decay"):
         row_sparse.RowSparseAdam(weight_decay=0.01)
     with pytest.raises(ValueError, match="amsgrad"):
         row_sparse.RowSparseAdam(amsgrad=True)
+
+
+def test_fit_catches_up_before_each_evaluation_and_at_the_end():
+    ids = keras.Input(shape=(1,), dtype="int32")
+    table = keras.layers.Embedding(30, 2)
+    model = keras.Model(ids, keras.ops.sum(table(ids), axis=-1))
+    model.compile(optimizer=row_sparse.RowSparseAdam(learning_rate=0.01), loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 30, size=(64, 1)).astype("int32")
+    y = rng.normal(size=(64, 1)).astype("float32")
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_test_batch_begin(self, batch, logs=None):
+            last = self.model.optimizer._last_steps[0].numpy()  # pylint: disable=protected-access
+            seen.append((last.min(), last.max(), int(self.model.optimizer.iterations)))
+
+    model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0,
+              callbacks=[row_sparse.CatchUp(), Probe()])
+    assert seen and all(low == high == steps for low, high, steps in seen), seen

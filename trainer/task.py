@@ -27,6 +27,7 @@ from trainer import input_plan
 from trainer import model as model_lib
 from trainer import model_config
 from trainer import progress
+from trainer import row_sparse
 from trainer import transform_graph
 from trainer import vocabulary
 from trainer.model_config import ModelConfig
@@ -248,7 +249,8 @@ def train(
     model = model_lib.build_model(config, user_counts, movie_counts, mean_rating)
     model.steps_per_execution = STEPS_PER_EXECUTION
     model.summary(print_fn=logging.info)
-    callbacks = model_lib.early_stopping(config)
+    # Before early stopping, so the epoch it keeps is caught up (row_sparse.CatchUp).
+    callbacks = [row_sparse.CatchUp(), *model_lib.early_stopping(config)]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     callbacks.append(progress.TrainingProgress())  # the local run's console; else nothing

@@ -15,7 +15,7 @@ class RowEmbedding(keras.layers.Embedding):
     ``trainer/row_sparse.py``. Same arguments, weights and output shape.
     """
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         if inputs.dtype not in ("int32", "int64"):
             inputs = ops.cast(inputs, "int32")
-        return row_sparse.lookup(self.embeddings, inputs)
+        return row_sparse.lookup(self.embeddings, inputs, training)

@@ -45,9 +45,9 @@ class HashEmbedding(keras.layers.Layer):
         )
         self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         ids = prepare_ids(inputs, self.input_dim)
-        return row_sparse.lookup(self.embeddings, ops.mod(ids, self.num_buckets))
+        return row_sparse.lookup(self.embeddings, ops.mod(ids, self.num_buckets), training)
 
     def compute_output_shape(self, input_shape):
         return ids_output_shape(input_shape, self.output_dim)

@@ -143,21 +143,21 @@ class MDEmbedding(keras.layers.Layer):
             self._tail.build()
         self.built = True
 
-    def _embed_block(self, i: int, local_ids):
+    def _embed_block(self, i: int, local_ids, training=None):
         if self._has_table(i):
-            vectors = row_sparse.lookup(self._block_tables[i], local_ids)
+            vectors = row_sparse.lookup(self._block_tables[i], local_ids, training)
         else:
-            vectors = self._tail(local_ids)
+            vectors = self._tail(local_ids, training=training)
         if self._projections[i] is not None:
             vectors = ops.matmul(vectors, self._projections[i])
         elif self.block_dims[i] < self.output_dim:
             vectors = ops.pad(vectors, [[0, 0], [0, self.output_dim - self.block_dims[i]]])
         return vectors
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         ids = prepare_ids(inputs, self.input_dim)
         if self.num_blocks == 1:
-            return self._embed_block(0, ids)
+            return self._embed_block(0, ids, training)
         flat = ops.reshape(ids, (-1,))
         # Block index = number of interior offsets the id has reached.
         block = ops.zeros_like(flat, dtype="int32")
@@ -168,7 +168,7 @@ class MDEmbedding(keras.layers.Layer):
         id_parts = tf.dynamic_partition(flat, block, self.num_blocks)
         position_parts = tf.dynamic_partition(positions, block, self.num_blocks)
         vectors = [
-            self._embed_block(i, id_parts[i] - self.block_offsets[i])
+            self._embed_block(i, id_parts[i] - self.block_offsets[i], training)
             for i in range(self.num_blocks)
         ]
         stitched = tf.dynamic_stitch(position_parts, vectors)

@@ -116,7 +116,7 @@ class QREmbedding(keras.layers.Layer):
         ]
         self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         ids = prepare_ids(inputs, self.input_dim)
         m = self.num_buckets
         factors = []
@@ -128,7 +128,7 @@ class QREmbedding(keras.layers.Layer):
             else:
                 # m**k >= input_dim bounds the top digit below m already.
                 digit = rest
-            factors.append(row_sparse.lookup(table, digit))
+            factors.append(row_sparse.lookup(table, digit, training))
         if self.operation == "mult":
             return functools.reduce(ops.multiply, factors)
         if self.operation == "add":
