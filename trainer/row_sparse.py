@@ -101,7 +101,7 @@ class RowSparseAdam(keras.optimizers.Adam):
             else None
             for v in var_list
         ]
-        for variable, last_steps in zip(var_list, self._last_steps):
+        for variable, last_steps in zip(var_list, self._last_steps, strict=True):
             if last_steps is not None:
                 # A weak reference: a variable must not keep (or checkpoint) its optimizer.
                 backing_variable(variable)._row_sparse_optimizer = weakref.ref(self)
@@ -158,9 +158,9 @@ class RowSparseAdam(keras.optimizers.Adam):
             moved = coast_alpha * coasting * m_rows / (tf.sqrt(v_rows) + self.epsilon)
             m_rows = tf.pow(beta_1, missed) * m_rows
             v_rows = tf.pow(beta_2, missed) * v_rows
-            last_steps.scatter_update(
-                tf.IndexedSlices(tf.fill(tf.shape(rows), step if gradient is not None else step - 1), rows)
-            )
+            # A catch-up alone leaves the rows at the step before ``step``.
+            now = step if gradient is not None else step - 1
+            last_steps.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), now), rows))
         if gradient is not None:
             m_rows = beta_1 * m_rows + (1 - beta_1) * gradient
             v_rows = beta_2 * v_rows + (1 - beta_2) * tf.square(gradient)
@@ -173,7 +173,8 @@ class RowSparseAdam(keras.optimizers.Adam):
         """Brings rows ``ids`` of ``variable`` to the step about to be taken."""
         rows, _ = tf.unique(tf.reshape(ids, [-1]))
         step = tf.cast(self.iterations + 1, "int32")
-        self._move_rows(self._get_variable_index(variable), variable, rows, step, self.learning_rate)
+        index = self._get_variable_index(variable)
+        self._move_rows(index, variable, rows, step, self.learning_rate)
 
     def catch_up_all(self, chunk_rows: int = 1 << 20):
         """Brings every row of the row-sparse tables to the current step, a
