@@ -175,6 +175,13 @@ def test_fit_catches_up_before_each_evaluation_and_at_the_end():
             last = self.model.optimizer._last_steps[0].numpy()  # pylint: disable=protected-access
             seen.append((last.min(), last.max(), int(self.model.optimizer.iterations)))
 
-    model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0,
-              callbacks=[row_sparse.CatchUp(), Probe()])
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        validation_data=(x, y),
+        verbose=0,
+        callbacks=[row_sparse.CatchUp(), Probe()],
+    )
     assert seen and all(low == high == steps for low, high, steps in seen), seen
