@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from components import features
 from trainer import embeddings
@@ -21,6 +22,15 @@ from trainer.model_config import RATING_HEADS
 from trainer.model_config import ModelConfig
 
 embeddings.register_layers()
+
+
+def count_runs(counts: Sequence[int], vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``1 / max(count, 1)`` of each id, and 1 for the out-of-vocabulary ids after
+    them up to ``vocab_size``, as runs of equal values: (first id, value) of each."""
+    inverse = 1.0 / np.maximum(np.asarray(counts, "float32"), 1.0)
+    inverse = np.append(inverse, np.ones(vocab_size - len(inverse), "float32"))
+    starts = np.concatenate([[0], np.flatnonzero(inverse[1:] != inverse[:-1]) + 1])
+    return starts.astype("int32"), inverse[starts]
 
 
 @keras.saving.register_keras_serializable(package="memrec")
@@ -48,6 +58,7 @@ class RowL2(keras.layers.Layer):
         l2_per_id: float = 0.0,
         counts: Sequence[int] | None = None,
         vocab_size: int | None = None,
+        num_runs: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -59,19 +70,39 @@ class RowL2(keras.layers.Layer):
                     raise ValueError("l2_per_id needs the ids' counts (or, on reload, vocab_size)")
                 vocab_size = len(counts) + features.NUM_OOV_BUCKETS
             self.vocab_size = int(vocab_size)
-            # Saved with the weights, so a reloaded layer needs only vocab_size.
-            self.inverse_counts = self.add_weight(
-                name="inverse_counts",
-                shape=(self.vocab_size,),
+            if counts is not None:
+                starts, inverse = count_runs(counts, self.vocab_size)
+                num_runs = len(starts)
+            # Ids are frequency-sorted, so 1 / count is a step function of
+            # the id with one step per distinct count: its steps, not a float
+            # per id. Saved with the weights, so a reloaded layer needs only
+            # vocab_size and num_runs.
+            self.num_runs = int(num_runs)
+            self.run_starts = self.add_weight(
+                name="run_starts",
+                shape=(self.num_runs,),
+                dtype="int32",
+                initializer="zeros",
+                trainable=False,
+            )
+            self.run_inverse_counts = self.add_weight(
+                name="run_inverse_counts",
+                shape=(self.num_runs,),
                 initializer="ones",
                 trainable=False,
             )
             if counts is not None:
-                inverse = np.ones(self.vocab_size, dtype="float32")
-                inverse[: len(counts)] = 1.0 / np.maximum(np.asarray(counts, "float32"), 1.0)
-                self.inverse_counts.assign(inverse)
+                self.run_starts.assign(starts)
+                self.run_inverse_counts.assign(inverse)
         else:
             self.vocab_size = vocab_size
+            self.num_runs = num_runs
+
+    def inverse_counts(self, ids):
+        """``1 / count`` of each id (1 for the out-of-vocabulary buckets)."""
+        ids = tf.cast(ids, "int32")
+        run = tf.searchsorted(self.run_starts.value, ids, side="right") - 1
+        return tf.gather(self.run_inverse_counts.value, run)
 
     def call(self, vectors, ids=None):
         if not (self.l2 or self.l2_per_id):
@@ -82,9 +113,7 @@ class RowL2(keras.layers.Layer):
             if ids is None:
                 raise ValueError(f"{self.name}: l2_per_id needs the looked-up ids")
             flat_ids = keras.ops.reshape(keras.ops.cast(ids, "int32"), (-1,))
-            coefficient = coefficient + self.l2_per_id * row_sparse.lookup(
-                self.inverse_counts, flat_ids
-            )
+            coefficient = coefficient + self.l2_per_id * self.inverse_counts(flat_ids)
         self.add_loss(keras.ops.mean(coefficient * squared))
         return vectors
 
@@ -94,6 +123,7 @@ class RowL2(keras.layers.Layer):
             "l2": self.l2,
             "l2_per_id": self.l2_per_id,
             "vocab_size": self.vocab_size,
+            "num_runs": self.num_runs,
         }
 
 

@@ -94,7 +94,19 @@ def test_model_with_per_id_l2_saves_and_reloads(tmp_path):
     np.testing.assert_allclose(reloaded(ids).numpy(), model(ids).numpy(), rtol=1e-6)
     penalty = reloaded.get_layer("user_l2")
     # The per-id weights come back with the model, not from the counts.
-    np.testing.assert_allclose(penalty.inverse_counts.numpy()[[0, USERS - 1]], [1 / USERS, 1.0])
+    np.testing.assert_allclose(penalty.inverse_counts([0, USERS - 1]).numpy(), [1 / USERS, 1.0])
+
+
+def test_per_id_l2_keeps_one_over_count_as_runs_of_equal_counts():
+    counts = [9, 9, 4, 4, 4, 1, 0]  # frequency-sorted; a zero count counts as one
+    starts, inverse = model_lib.count_runs(counts, vocab_size=9)
+    np.testing.assert_array_equal(starts, [0, 2, 5])
+    np.testing.assert_allclose(inverse, [1 / 9, 1 / 4, 1.0])
+    penalty = model_lib.RowL2(0.0, l2_per_id=1.0, counts=counts, vocab_size=9)
+    expected = [1 / 9, 1 / 9, 1 / 4, 1 / 4, 1 / 4, 1, 1, 1, 1]  # the last two: OOV buckets
+    np.testing.assert_allclose(penalty.inverse_counts(np.arange(9)).numpy(), expected)
+    unsorted = model_lib.RowL2(0.0, l2_per_id=1.0, counts=[2, 5, 2], vocab_size=4)
+    np.testing.assert_allclose(unsorted.inverse_counts(np.arange(4)).numpy(), [0.5, 0.2, 0.5, 1])
 
 
 def test_uniform_16x_preset_has_exactly_a_sixteenth_of_full_64d_tables():
