@@ -87,6 +87,11 @@ class RowSparseAdam(keras.optimizers.Adam):
             )
         self.catch_up = catch_up
         self._row_sparse = set()
+        # Variables whose rows a training read catches up (``lookup``); a
+        # Python set filled while a train step is traced, read by the update
+        # traced after the reads of the same step.
+        self._caught_up_on_read = set()
+        self._caught_up_at = None
 
     def build(self, var_list):
         if self.built:
@@ -120,7 +125,20 @@ class RowSparseAdam(keras.optimizers.Adam):
             tf.cast(gradient.values, dtype), positions, tf.shape(rows)[0]
         )
         step = tf.cast(self.iterations + 1, "int32")
-        self._move_rows(index, variable, rows, step, learning_rate, values)
+        if self._last_steps[index] is not None and index not in self._caught_up_on_read:
+            self._catch_up(index, rows, step, learning_rate, stamp=step)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        m = backing_variable(self._momentums[index])
+        v = backing_variable(self._velocities[index])
+        m_rows = beta_1 * tf.gather(m, rows) + (1 - beta_1) * values
+        v_rows = beta_2 * tf.gather(v, rows) + (1 - beta_2) * tf.square(values)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        step_rows = (
+            self._alpha(learning_rate, step, dtype) * m_rows / (tf.sqrt(v_rows) + self.epsilon)
+        )
+        backing_variable(variable).scatter_sub(tf.IndexedSlices(step_rows, rows))
 
     def _alpha(self, learning_rate, step, dtype):
         step = tf.cast(step, dtype)
@@ -130,56 +148,47 @@ class RowSparseAdam(keras.optimizers.Adam):
             / (1 - tf.pow(tf.cast(self.beta_1, dtype), step))
         )
 
-    def _move_rows(self, index, variable, rows, step, learning_rate, gradient=None):
-        """Brings ``rows`` to ``step``: the catch-up for the steps they sat out,
-        then, given a ``gradient``, Adam's update at ``step``."""
+    def _catch_up(self, index, rows, step, learning_rate, stamp):
+        """What dense Adam does to ``rows`` in the steps between each row's last
+        change and ``step``: their moments decay, and they coast on the first
+        moment. Stamps them as changed at ``stamp``."""
+        self._row_sparse.add(index)
+        variable = self._trainable_variables[index]
         dtype = variable.dtype
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)
-        alpha = self._alpha(learning_rate, step, dtype)
         m = backing_variable(self._momentums[index])
         v = backing_variable(self._velocities[index])
+        last_steps = backing_variable(self._last_steps[index])
         m_rows = tf.gather(m, rows)
         v_rows = tf.gather(v, rows)
-        moved = tf.zeros_like(m_rows)
-        last_steps = self._last_steps[index] if self.catch_up else None
-        if last_steps is not None:
-            self._row_sparse.add(index)
-            last_steps = backing_variable(last_steps)
-            per_row = [-1] + [1] * (len(variable.shape) - 1)
-            last = tf.reshape(tf.gather(last_steps, rows), per_row)
-            # Steps since each row last changed, the current one excluded.
-            missed = tf.cast(step - 1 - last, dtype)
-            ratio = beta_1 / tf.sqrt(beta_2)
-            coasting = ratio * (1 - tf.pow(ratio, missed)) / (1 - ratio)
-            # The coasting happens mostly just after the row's last change: the
-            # step size of that time, which bias correction made smaller early on.
-            coast_alpha = self._alpha(learning_rate, last + 1, dtype)
-            moved = coast_alpha * coasting * m_rows / (tf.sqrt(v_rows) + self.epsilon)
-            m_rows = tf.pow(beta_1, missed) * m_rows
-            v_rows = tf.pow(beta_2, missed) * v_rows
-            # A catch-up alone leaves the rows at the step before ``step``.
-            now = step if gradient is not None else step - 1
-            last_steps.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), now), rows))
-        if gradient is not None:
-            m_rows = beta_1 * m_rows + (1 - beta_1) * gradient
-            v_rows = beta_2 * v_rows + (1 - beta_2) * tf.square(gradient)
-            moved = moved + alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon)
-        m.scatter_update(tf.IndexedSlices(m_rows, rows))
-        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        last = tf.reshape(tf.gather(last_steps, rows), [-1] + [1] * (len(variable.shape) - 1))
+        # Steps each row sat out: after its last change, before ``step``.
+        missed = tf.cast(tf.maximum(step - 1 - last, 0), dtype)
+        ratio = beta_1 / tf.sqrt(beta_2)
+        coasting = ratio * (1 - tf.pow(ratio, missed)) / (1 - ratio)
+        # The coasting happens mostly just after the row's last change: the
+        # step size of that time, which bias correction made smaller early on.
+        alpha = self._alpha(learning_rate, last + 1, dtype)
+        moved = alpha * coasting * m_rows / (tf.sqrt(v_rows) + self.epsilon)
+        m.scatter_update(tf.IndexedSlices(tf.pow(beta_1, missed) * m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(tf.pow(beta_2, missed) * v_rows, rows))
         backing_variable(variable).scatter_sub(tf.IndexedSlices(moved, rows))
+        last_steps.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), stamp), rows))
 
     def catch_up_rows(self, variable, ids):
-        """Brings rows ``ids`` of ``variable`` to the step about to be taken."""
+        """Catches rows ``ids`` of ``variable`` up for the step about to be taken,
+        whose update then skips its own catch-up of this variable."""
+        index = self._get_variable_index(variable)
+        self._caught_up_on_read.add(index)
         rows, _ = tf.unique(tf.reshape(ids, [-1]))
         step = tf.cast(self.iterations + 1, "int32")
-        index = self._get_variable_index(variable)
-        self._move_rows(index, variable, rows, step, self.learning_rate)
+        self._catch_up(index, rows, step, self.learning_rate, stamp=step)
 
     def catch_up_all(self, chunk_rows: int = 1 << 20):
         """Brings every row of the row-sparse tables to the current step, a
         chunk of rows at a time so memory stays bounded by the chunk."""
-        if not (self.built and self.catch_up):
+        if not (self.built and self.catch_up) or self._caught_up_at == int(self.iterations):
             return
         step = tf.cast(self.iterations + 1, "int32")
         learning_rate = self.learning_rate
@@ -188,7 +197,10 @@ class RowSparseAdam(keras.optimizers.Adam):
             rows = int(variable.shape[0])
             for start in range(0, rows, chunk_rows):
                 chunk = tf.range(start, min(start + chunk_rows, rows), dtype="int32")
-                self._move_rows(index, variable, chunk, step, learning_rate)
+                self._catch_up(index, chunk, step, learning_rate, stamp=step - 1)
+        # Until the next step every row stays caught up: a second call (the
+        # epoch's end after its evaluation) need not pass over the tables.
+        self._caught_up_at = int(self.iterations)
 
 
 class CatchUp(keras.callbacks.Callback):
