@@ -52,23 +52,22 @@ class RowSparseAdam(keras.optimizers.Adam):
     """Adam whose update for a gradient of some rows touches those rows only.
 
     Same arguments as ``keras.optimizers.Adam``, plus ``catch_up``. With it
-    (the default), each row remembers the step it last changed, and when it
-    is next looked up it first gets what dense Adam would have done to it in
-    the steps it sat out: its moments decay, and it keeps moving along its
-    decaying first moment, a geometric sum in closed form. For a rare id that
-    coasting is most of what one gradient moves it. ``catch_up_all`` applies
-    the same to every row (``CatchUp`` calls it before each evaluation), after
-    which the table is what dense Adam would hold: exactly when the gradients
-    do not depend on the weights, up to the staleness of a row read before
-    its catch-up otherwise. The sum takes Adam's step size and ``epsilon`` at
-    the current step, which differs from dense Adam only while bias
-    correction still changes the step size (the first ``1 / (1 - beta_2)``
-    steps or so) and where ``epsilon`` is not small beside a row's
-    ``sqrt(v)``. The memory: one int32 per row of each id-indexed table.
+    (the default), each row remembers the step it last changed. When a
+    training step reads it (``lookup(..., training=True)``), it first gets
+    what dense Adam would have done to it in the steps it sat out: its
+    moments decay, and it moves along its decaying first moment, a
+    geometric sum in closed form. For a rare id that coasting is most of
+    what one gradient moves it. ``catch_up_all`` does the same to every row
+    (``CatchUp`` calls it before each evaluation). The sum takes the step
+    size of the row's last change for all of it, and treats ``epsilon`` as
+    decaying with ``sqrt(v)``; both differ from dense Adam only a little
+    (the step size while bias correction still moves it, ``epsilon`` where
+    it is not small beside ``sqrt(v)``). The memory: one int32 per row of
+    each id-indexed table.
 
     ``catch_up=False`` is the "lazy" Adam of TF Addons' LazyAdam and of
     TorchRec/FBGEMM's fused optimizers: rows sitting out keep their moments,
-    and a rare id moves a tenth as far per gradient as under dense Adam.
+    and an id seen once moves about a tenth as far as under dense Adam.
     ``amsgrad`` and weight decay are dense by nature and refused, so nothing
     silently scans a table.
     """
