@@ -17,7 +17,7 @@ Under dense Adam a row sitting out a step still moves (its first moment
 decays but is not zero) and its moments decay. Skipping that, as the "lazy"
 Adam of TF Addons and TorchRec/FBGEMM does, moves a rarely seen id a tenth
 as far per gradient, which cost accuracy on the data sets of mostly rare ids
-(``benchmarks/results/row_sparse.json``). ``RowSparseAdam`` catches a row up
+(``benchmarks/results/row_updates.json``). ``RowSparseAdam`` catches a row up
 in closed form when it is next looked up, and ``CatchUp`` catches every row
 up before each evaluation, so the trained table is dense Adam's at a
 batch's cost per step.
