@@ -114,9 +114,16 @@ class RowSparseAdam(keras.optimizers.Adam):
         return {**super().get_config(), "catch_up": self.catch_up}
 
     def update_step(self, gradient, variable, learning_rate):
-        if not isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
         index = self._get_variable_index(variable)
+        if not isinstance(gradient, tf.IndexedSlices):
+            super().update_step(gradient, variable, learning_rate)
+            if self._last_steps[index] is not None:
+                # Every row is current after a dense update: nothing to catch up.
+                last_steps = backing_variable(self._last_steps[index])
+                last_steps.assign(
+                    tf.fill(tf.shape(last_steps), tf.cast(self.iterations + 1, "int32"))
+                )
+            return
         dtype = variable.dtype
         # A row looked up several times in the batch gets the sum of its gradients.
         rows, positions = tf.unique(gradient.indices)

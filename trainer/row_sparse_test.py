@@ -220,3 +220,12 @@ def test_fit_with_catch_up_follows_dense_adam():
     error = np.abs(caught_up - dense).max() / np.abs(dense).max()
     lazy_error = np.abs(lazy - dense).max() / np.abs(dense).max()
     assert error < 0.02 and lazy_error > 0.1, (error, lazy_error)
+
+
+def test_a_dense_update_leaves_nothing_to_catch_up():
+    table = keras.Variable(np.ones((4, 2), "float32"))
+    optimizer = row_sparse.RowSparseAdam(learning_rate=0.1)
+    optimizer.apply([tf.ones((4, 2))], [table])
+    optimizer.apply([tf.ones((4, 2))], [table])
+    after = table.numpy()
+    np.testing.assert_array_equal(row_sparse.lookup(table, tf.range(4), training=True), after)
