@@ -452,7 +452,7 @@ def groups() -> dict[str, Group]:
     return {
         "extreme": Group(extreme_entries, ("ml-100k", *datasets.EXTREME_SETS), 3),
         "bias_compression": Group(bias_entries, ("ml-100k",), 3),
-        "row_updates": Group(lambda data: row_update_entries(), ("ml-100k", "synthetic-large"), 3),
+        "row_updates": Group(lambda data: row_update_entries(), three, 3),
         "quality": Group(lambda data: entries(), three, 3),
         "ablation": Group(lambda data: ablation.entries(), ("ml-100k",), 2),
         "md_layouts": Group(md_layouts.entries, three, 5),
