@@ -169,6 +169,16 @@ def test_a_quality_run_writes_its_rows_and_machine(tiny, tmp_path):
     assert uniform["compression"] == pytest.approx(65 / 5, rel=0.01)
 
 
+def test_a_row_updates_run_trains_each_row_each_way_against_dense_adam(tiny, tmp_path):
+    argv = ["--group", "row_updates", "--datasets", tiny, "--seeds", "1"]
+    argv += ["--configs", "md_16x_dense,md_16x_lazy,md_16x_catch_up", "--out", str(tmp_path)]
+    assert quality.main(argv) == 0
+    rows = json.loads((tmp_path / "row_updates.json").read_text())["rows"]
+    assert [r["model"]["row_updates"] for r in rows] == ["dense", "lazy", "catch_up"]
+    assert [r.get("versus") for r in rows] == [None, "md_16x_dense", "md_16x_dense"]
+    assert {r["model"]["name"] for r in rows} == {"md_16x"}
+
+
 def test_a_ranking_run_scores_each_row_by_ndcg_and_recall(tiny, tmp_path):
     argv = ["--group", "ranking", "--datasets", tiny, "--seeds", "2", "--configs", "md_16x"]
     assert quality.main(argv + ["--out", str(tmp_path)]) == 0
