@@ -85,7 +85,6 @@ class RowSparseAdam(keras.optimizers.Adam):
                 f"beta_1={self.beta_1}, beta_2={self.beta_2}"
             )
         self.catch_up = catch_up
-        self._row_sparse = set()
         # Variables whose rows a training read catches up (``lookup``); a
         # Python set filled while a train step is traced, read by the update
         # traced after the reads of the same step.
@@ -120,9 +119,7 @@ class RowSparseAdam(keras.optimizers.Adam):
             if self._last_steps[index] is not None:
                 # Every row is current after a dense update: nothing to catch up.
                 last_steps = backing_variable(self._last_steps[index])
-                last_steps.assign(
-                    tf.fill(tf.shape(last_steps), tf.cast(self.iterations + 1, "int32"))
-                )
+                last_steps.assign(tf.fill(tf.shape(last_steps), self._next_step()))
             return
         dtype = variable.dtype
         # A row looked up several times in the batch gets the sum of its gradients.
@@ -130,7 +127,7 @@ class RowSparseAdam(keras.optimizers.Adam):
         values = tf.math.unsorted_segment_sum(
             tf.cast(gradient.values, dtype), positions, tf.shape(rows)[0]
         )
-        step = tf.cast(self.iterations + 1, "int32")
+        step = self._next_step()
         if self._last_steps[index] is not None and index not in self._caught_up_on_read:
             self._catch_up(index, rows, step, learning_rate, stamp=step)
         beta_1 = tf.cast(self.beta_1, dtype)
@@ -146,6 +143,10 @@ class RowSparseAdam(keras.optimizers.Adam):
         )
         backing_variable(variable).scatter_sub(tf.IndexedSlices(step_rows, rows))
 
+    def _next_step(self):
+        """The number of the step being taken (Keras counts from 1 in ``update_step``)."""
+        return tf.cast(self.iterations + 1, "int32")
+
     def _alpha(self, learning_rate, step, dtype):
         step = tf.cast(step, dtype)
         return (
@@ -158,7 +159,6 @@ class RowSparseAdam(keras.optimizers.Adam):
         """What dense Adam does to ``rows`` in the steps between each row's last
         change and ``step``: their moments decay, and they coast on the first
         moment. Stamps them as changed at ``stamp``."""
-        self._row_sparse.add(index)
         variable = self._trainable_variables[index]
         dtype = variable.dtype
         beta_1 = tf.cast(self.beta_1, dtype)
@@ -188,7 +188,7 @@ class RowSparseAdam(keras.optimizers.Adam):
         index = self._get_variable_index(variable)
         self._caught_up_on_read.add(index)
         rows, _ = tf.unique(tf.reshape(ids, [-1]))
-        step = tf.cast(self.iterations + 1, "int32")
+        step = self._next_step()
         self._catch_up(index, rows, step, self.learning_rate, stamp=step)
 
     def catch_up_all(self, chunk_rows: int = 1 << 20):
@@ -196,11 +196,14 @@ class RowSparseAdam(keras.optimizers.Adam):
         chunk of rows at a time so memory stays bounded by the chunk."""
         if not (self.built and self.catch_up) or self._caught_up_at == int(self.iterations):
             return
-        step = tf.cast(self.iterations + 1, "int32")
+        step = self._next_step()
         learning_rate = self.learning_rate
-        for index in sorted(self._row_sparse):
-            variable = self._trainable_variables[index]
-            rows = int(variable.shape[0])
+        # Variables a dense gradient updates are stamped current every step,
+        # so passing over them (they are small) changes nothing.
+        for index, last_steps in enumerate(self._last_steps):
+            if last_steps is None:
+                continue
+            rows = int(last_steps.shape[0])
             for start in range(0, rows, chunk_rows):
                 chunk = tf.range(start, min(start + chunk_rows, rows), dtype="int32")
                 self._catch_up(index, chunk, step, learning_rate, stamp=step - 1)

@@ -299,8 +299,8 @@ def release_memory() -> None:
     A local run executes every component in this one process, and glibc's
     malloc keeps freed memory for reuse; what it kept stays in the process
     through the later steps, the Evaluator (the run's peak) among them. The
-    log line shows how much came
-    back, which on the scale runs was a small part of what the process holds.
+    log line shows how much came back, which on the scale runs was a small
+    part of what the process holds.
     """
     gc.collect()
     try:  # glibc only (Linux); elsewhere the allocator's own policy stands
