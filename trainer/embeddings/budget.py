@@ -127,21 +127,33 @@ def qr_add_buckets(n: int, allowed: int) -> int | None:
     return m
 
 
+_TAIL_ROOM = 1.25
+
+
 def _head_qr_bias(n: int, vocab_size: int, allowed: int) -> dict[str, Any] | None:
-    """Own biases for the most rated ids, a QR "add" table for the rest."""
-    head = allowed
-    while head > 0:
+    """Own biases for the most rated ids, a QR "add" table for the rest, within ``allowed``.
+
+    Written as ratios (the head's share of the vocabulary, the tail's QR
+    compression), so a spec fitted to an upper bound on the vocabulary (the
+    local runner counts the whole file, Transform only the train split) still
+    builds on the one the Trainer reads. The tail gets a quarter more than
+    its smallest QR table, because that shrinks only as the square root of a
+    smaller vocabulary (down to 0.64 of this one, it still keeps the ratio);
+    one parameter is kept spare for the head's cut, which rounds to a row.
+    """
+    spare = 1
+    for head in range(min(allowed - spare, vocab_size - 1), 0, -1):
         tail = n - head
         m = max(2, integer_root_ceil(tail, 2))
-        if head + m + -(-tail // m) <= allowed and head < vocab_size and m < tail:
+        if m < tail and head + _TAIL_ROOM * (m + -(-tail // m)) + spare <= allowed:
+            share = head / vocab_size
             return {
                 "type": "md",
-                "block_sizes": [head, vocab_size - head],
+                "block_fractions": [share, 1 - share],
                 "dims": [1, 1],
                 "projection": "nested",
-                "tail_qr": {"operation": "add"},
+                "tail_qr": {"operation": "add", "compression": tail / (allowed - head - spare)},
             }
-        head -= 1
     return None
 
 

@@ -66,6 +66,17 @@ def test_biases_are_full_when_they_fit_then_qr_then_hashed():
     assert head["type"] == "md" and rows.params <= 200
 
 
+@pytest.mark.parametrize("n, allowed", [(30_001, 11_425), (1_001, 200), (1_001, 120)])
+def test_head_biases_fitted_to_a_larger_vocabulary_keep_its_ratio(n, allowed):
+    # The local runner fits to every id in the file; Transform reads the train split's.
+    spec = budget.bias_spec(n, allowed, "head", vocab_size=n - 1)
+    for share in (1.0, 0.9, 0.65):
+        size = int(n * share)
+        table = build_tables({"b": spec}, {"b": Vocabulary.of([1] * (size - 1), 1)}, 1)["b"]
+        assert table.params <= allowed * size / n
+        assert table.offsets[1] >= 1  # a head of own biases
+
+
 @pytest.mark.parametrize("ratio", [8, 32, 64, 128, 256, 1024])
 @pytest.mark.parametrize("spec", TECHNIQUES, ids=lambda s: s["type"] + str(len(s)))
 def test_a_fitted_model_keeps_its_budget_counting_biases(spec, ratio):
