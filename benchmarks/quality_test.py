@@ -94,8 +94,17 @@ def test_extreme_rows_keep_their_budget_and_compare_with_hashing():
     assert {e.budget for e in fitted} == set(quality.EXTREME_BUDGETS)
     for entry in fitted:
         assert quality.id_params(entry.model, USERS, MOVIES) <= ids * 65 / entry.budget
-        expected = None if entry.technique == "hash" else f"hash_{entry.budget}x"
-        assert entry.versus == expected, entry.config
+        own_biases = entry.config.rsplit("_", 1)[0] in quality.EXTREME_WITH_BIASES
+        expected = f"hash_all_{entry.budget}x" if own_biases else f"hash_{entry.budget}x"
+        assert entry.versus == (None if entry.technique == "hash" else expected), entry.config
+    # The hashing trick hashes the compressed biases too; the head rows give the
+    # most rated ids their own; neither repeats a row where the biases are full.
+    by_name = {e.config: e.model for e in fitted}
+    assert by_name["hash_all_128x"].user_bias["type"] == "hash"
+    assert by_name["hash_128x"].user_bias["type"] == "qr"
+    head = by_name["qr_add2_head_128x"].user_bias
+    assert head["type"] == "md" and head["tail_qr"]["operation"] == "add"
+    assert not any(name.startswith(("hash_all_64x", "qr_add2_head_64x")) for name in by_name)
     # One dim per id is as narrow as a plain table gets: it fits 64x, not 128x.
     names = {e.config for e in fitted}
     assert "uniform_64x" in names and "uniform_128x" not in names

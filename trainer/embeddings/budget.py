@@ -350,11 +350,15 @@ RULE: tuple[tuple[float, str, dict[str, Any], str], ...] = (
         math.inf,
         "qr",
         {"type": "qr", "operation": "add", "num_partitions": 2, "compression": 2},
-        "past 64x the biases are compressed (QR add) and take most of the budget; of "
-        "the tables beside them only QR add did better than hashing, where it fits, "
-        "trained without the per-id prior",
+        "past 64x the biases are compressed and take most of the budget: the most rated "
+        "ids keep their own, a QR add table holds the rest; of the tables beside them QR "
+        "add did best, where it fits; trained without the per-id prior",
     ),
 )
+# How the rule compresses biases (``bias_spec``) on vocabularies it knows; on
+# nominal ones (a ratio on the Kubeflow runner) QR add, whose ratio holds on a
+# vocabulary of any size, where the head's QR tail could not shrink far enough.
+RULE_BIASES = "head"
 # Where the rule's technique cannot fit (a small vocabulary), these are tried
 # in turn: QR add in 3 partitions has smaller tables than in 2 and beat hashing
 # on ML-100K at 256x, where 2 partitions do not fit (benchmarks/results/extreme.md).
@@ -383,10 +387,10 @@ class Choice:
     def lines(self) -> list[str]:
         where = "these vocabularies" if self.sizes_known else "vocabularies read later"
         dim = self.settings["embedding_dim"]
-        biases = self.settings.get("user_bias", {"type": "none"})["type"]
+        biases = _described_biases(self.settings.get("user_bias", {"type": "none"}))
         return [
             f"Embedding budget {self.budget}: {self.technique} tables of width {dim}, "
-            f"{biases} biases ({self.params:,} of {self.limit:,} id-indexed parameters "
+            f"{biases} ({self.params:,} of {self.limit:,} id-indexed parameters "
             f"on {where})",
             f"  why: {self.why}",
         ]
@@ -396,6 +400,14 @@ def _vocabularies(sizes: Mapping[str, int]) -> dict[str, Vocabulary]:
     # Only the sizes matter here: the specs are ratios, and MD cuts its blocks
     # on the real counts in the Trainer.
     return {name: Vocabulary.of([1] * (int(n) - 1), 1) for name, n in sizes.items()}
+
+
+def _described_biases(spec: Mapping[str, Any]) -> str:
+    if spec["type"] == "md":
+        return "own biases for the most rated ids and QR add for the rest"
+    if spec["type"] == "qr":
+        return f"QR {spec['operation']} biases"
+    return f"{spec['type']} biases"
 
 
 def _described(spec: Mapping[str, Any]) -> str:
@@ -438,7 +450,8 @@ def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
     fitted = None
     while candidates and fitted is None:
         technique, spec, why = candidates.pop(0)
-        fitted = fit(spec, _vocabularies(sizes), limit, RULE_WIDTH)
+        biases = RULE_BIASES if known else "qr"
+        fitted = fit(spec, _vocabularies(sizes), limit, RULE_WIDTH, bias_technique=biases)
     if fitted is None:
         raise BudgetError(f"nothing fits {budget} ({limit:,} parameters) on these tables")
     settings = {
@@ -451,6 +464,8 @@ def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
         settings["user_bias"] = fitted.biases["user_embedding"]
         settings["movie_bias"] = fitted.biases["movie_embedding"]
         settings.update(training_changes(fitted.biases))
+    if not known and any(b and b["type"] == "qr" for b in fitted.biases.values()):
+        why += "; with the vocabularies unknown, QR add biases, whose ratio holds on any"
     return Choice(budget, technique, settings, limit, fitted.total, known, f"{ratio:,.4g}x: {why}")
 
 

@@ -143,3 +143,13 @@ def test_choose_tries_qr_add_in_3_partitions_before_hashing():
     assert choice.technique == "qr" and choice.params <= choice.limit
     assert choice.settings["user_embedding"]["num_partitions"] == 3
     assert "QR add in 2 partitions does not fit" in choice.why
+
+
+def test_choose_gives_the_most_rated_ids_own_biases_where_it_knows_the_vocabularies():
+    known = budget.choose(budget.Budget.parse("128x"), IDS)
+    assert known.settings["user_bias"]["type"] == "md"
+    assert "own biases for the most rated ids" in known.lines()[0]
+    # A ratio without the sizes (the Kubeflow runner): QR add biases, whose ratio holds on any.
+    unknown = budget.choose(budget.Budget.parse("128x"))
+    assert unknown.settings["user_bias"]["type"] == "qr"
+    assert "QR add biases" in unknown.lines()[0] and "vocabularies unknown" in unknown.why
