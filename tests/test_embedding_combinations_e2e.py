@@ -74,3 +74,35 @@ def test_technique_runs_end_to_end(name, data_file):
         names = [t["name"] for t in report["features"]["movie_id"]["tables"]]
         assert any("remainder" in n or "quotient" in n for n in names), names
     assert glob.glob(os.path.join(pushed, "saved_model.pb"))
+
+
+def test_an_embedding_budget_past_64x_trains_serves_and_keeps_it(data_file):
+    # Fitted to the file's ids, built on the train split's: the head biases are ratios.
+    output_root = data_file.parent / "out"
+    result = run_local_runner(
+        "--data",
+        data_file,
+        "--output-root",
+        output_root,
+        "--epochs",
+        2,
+        "--embedding-budget",
+        "128x",
+        "--rmse-upper-bound",
+        10,
+        "--rmse-max-increase",
+        10,
+        "--min-gain-over-mean",
+        -10,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "own biases for the most rated ids and QR add for the rest" in result.stdout
+    kept = [
+        line for line in result.stdout.splitlines() if line.startswith("Embedding budget 128x:")
+    ]
+    assert kept and kept[-1].endswith(": kept"), kept
+    pushed = result.stdout.split("Pushed to:")[1].split()[0]
+    with open(os.path.join(pushed, "assets.extra", "memory_report.json")) as f:
+        report = json.load(f)
+    assert report["id_indexed_total"]["compression"] >= 128
