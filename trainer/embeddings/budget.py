@@ -360,11 +360,13 @@ RULE: tuple[tuple[float, str, dict[str, Any], str], ...] = (
 # vocabulary of any size, where the head's QR tail could not shrink far enough.
 RULE_BIASES = "head"
 # Where the rule's technique cannot fit (a small vocabulary), these are tried
-# in turn: QR add in 3 partitions has smaller tables than in 2 and beat hashing
-# on ML-100K at 256x, where 2 partitions do not fit (benchmarks/results/extreme.md).
+# in turn: QR concat in 3 partitions has smaller tables than QR in 2; beside the
+# head biases it was the best row on ML-100K at 256x, where 2 partitions do not
+# fit, and the only QR row that fits at 1024x on the large sets
+# (benchmarks/results/extreme.md).
 _RULE_SPECS = {technique: spec for _, technique, spec, _ in RULE}
 FALLBACKS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("qr", {**_RULE_SPECS["qr"], "num_partitions": 3}),
+    ("qr", {**_RULE_SPECS["qr"], "operation": "concat", "num_partitions": 3}),
     ("hash", _RULE_SPECS["hash"]),
 )
 # Nominal vocabularies for a ratio without the data's (its specs are ratios, so

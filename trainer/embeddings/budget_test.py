@@ -136,12 +136,13 @@ def test_choose_turns_the_per_id_prior_off_only_with_compressed_biases():
     assert at_128x["user_bias"]["type"] != "full" and at_128x["l2_per_id"] == 0.0
 
 
-def test_choose_tries_qr_add_in_3_partitions_before_hashing():
+def test_choose_tries_qr_concat_in_3_partitions_before_hashing():
     # ML-100K's vocabularies at 256x: QR add in 2 partitions does not fit, 3 do.
     ml_100k = {"user_embedding": 944, "movie_embedding": 1660}
     choice = budget.choose(budget.Budget.parse("256x"), ml_100k)
     assert choice.technique == "qr" and choice.params <= choice.limit
     assert choice.settings["user_embedding"]["num_partitions"] == 3
+    assert choice.settings["user_embedding"]["operation"] == "concat"
     assert "QR add in 2 partitions does not fit" in choice.why
 
 
