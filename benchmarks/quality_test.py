@@ -208,3 +208,16 @@ def test_a_sparsity_run_scores_each_activity_bucket(tiny, tmp_path):
 def test_an_unknown_data_set_is_refused():
     with pytest.raises(SystemExit):
         quality.main(["--datasets", "nonsense"])
+
+
+@pytest.mark.parametrize(
+    "preset, row_updates, compiled",
+    [("full", "dense", True), ("full", "catch_up", False), ("md_16x", "dense", False)],
+)
+def test_only_dense_adam_without_an_md_table_is_xla_compiled(preset, row_updates, compiled):
+    from benchmarks import training
+
+    config = quality.model_config.preset(preset).replace(row_updates=row_updates)
+    model = model_lib.build_model(config, USERS, MOVIES, 3.5)
+    assert training.uses_xla(model, "auto") is compiled
+    assert training.uses_xla(model, True) is True
