@@ -33,21 +33,16 @@ def data_file(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("name", list(COMBINATIONS))
-def test_technique_runs_end_to_end(name, data_file):
-    user_spec, movie_spec = COMBINATIONS[name]
-    output_root = data_file.parent / "out"
-    result = run_local_runner(
+def _run(data_file, *flags):
+    """The local runner for 2 epochs into the module's one output root."""
+    return run_local_runner(
         "--data",
         data_file,
         "--output-root",
-        output_root,
+        data_file.parent / "out",
         "--epochs",
         2,
-        "--user-embedding",
-        json.dumps(user_spec),
-        "--movie-embedding",
-        json.dumps(movie_spec),
+        *flags,
         # Mechanics, not quality: bless whatever trains.
         "--rmse-upper-bound",
         10,
@@ -56,6 +51,18 @@ def test_technique_runs_end_to_end(name, data_file):
         "--min-gain-over-mean",
         -10,
         timeout=900,
+    )
+
+
+@pytest.mark.parametrize("name", list(COMBINATIONS))
+def test_technique_runs_end_to_end(name, data_file):
+    user_spec, movie_spec = COMBINATIONS[name]
+    result = _run(
+        data_file,
+        "--user-embedding",
+        json.dumps(user_spec),
+        "--movie-embedding",
+        json.dumps(movie_spec),
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     pushed = result.stdout.split("Pushed to:")[1].split()[0]
@@ -78,24 +85,7 @@ def test_technique_runs_end_to_end(name, data_file):
 
 def test_an_embedding_budget_past_64x_trains_serves_and_keeps_it(data_file):
     # Fitted to the file's ids, built on the train split's: the head biases are ratios.
-    output_root = data_file.parent / "out"
-    result = run_local_runner(
-        "--data",
-        data_file,
-        "--output-root",
-        output_root,
-        "--epochs",
-        2,
-        "--embedding-budget",
-        "128x",
-        "--rmse-upper-bound",
-        10,
-        "--rmse-max-increase",
-        10,
-        "--min-gain-over-mean",
-        -10,
-        timeout=900,
-    )
+    result = _run(data_file, "--embedding-budget", "128x")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "own biases for the most rated ids and QR add for the rest" in result.stdout
     kept = [
