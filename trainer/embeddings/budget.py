@@ -405,6 +405,8 @@ def _vocabularies(sizes: Mapping[str, int]) -> dict[str, Vocabulary]:
 
 
 def _described_biases(spec: Mapping[str, Any]) -> str:
+    if spec["type"] == "none":
+        return "no biases"
     if spec["type"] == "md":
         return "own biases for the most rated ids and QR add for the rest"
     if spec["type"] == "qr":
@@ -450,9 +452,9 @@ def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
         if fallback != spec
     ]
     fitted = None
+    biases = RULE_BIASES if known else "qr"
     while candidates and fitted is None:
         technique, spec, why = candidates.pop(0)
-        biases = RULE_BIASES if known else "qr"
         fitted = fit(spec, _vocabularies(sizes), limit, RULE_WIDTH, bias_technique=biases)
     if fitted is None:
         raise BudgetError(f"nothing fits {budget} ({limit:,} parameters) on these tables")
