@@ -97,7 +97,7 @@ CALIBRATION_SETS = ("synthetic-100k-flat",) + tuple(
 )
 
 # The extreme-compression group's large sets (benchmarks.quality --group extreme).
-EXTREME_SETS = ("synthetic-factors", "synthetic-signal", "synthetic-wide")
+EXTREME_SETS = ("synthetic-factors", "synthetic-signal", "synthetic-wide", "synthetic-wide-dense")
 
 # name -> how its ratings are made
 DATASETS: dict[str, Callable[[], movielens.Ratings]] = {
@@ -116,6 +116,12 @@ DATASETS: dict[str, Callable[[], movielens.Ratings]] = {
     ),
     "synthetic-wide": lambda: synthetic.generate_ratings(
         1_000_000, 20_000, 3_000_000, min_ratings_per_user=1
+    ),
+    # A million users whose ids carry signal: synthetic-wide's 3 ratings a user
+    # leave a user's taste unlearnable; 10 at least and synthetic-factors'
+    # steeper spectrum let the full model clearly beat biases only.
+    "synthetic-wide-dense": lambda: synthetic.generate_ratings(
+        1_000_000, 20_000, 10_000_000, min_ratings_per_user=10, spectrum_decay=1.0
     ),
     # Where synthetic-signal's ids carry little beyond their biases: twice the
     # ratings per user and a steeper spectrum (a few strong factors the

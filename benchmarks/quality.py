@@ -109,6 +109,7 @@ RECIPES: dict[str, Recipe] = {
 RECIPES["synthetic-signal"] = dataclasses.replace(RECIPES["synthetic-large"], seeds=None)
 RECIPES["synthetic-wide"] = RECIPES["synthetic-signal"]
 RECIPES["synthetic-factors"] = RECIPES["synthetic-signal"]
+RECIPES["synthetic-wide-dense"] = RECIPES["synthetic-signal"]
 
 
 @dataclasses.dataclass(frozen=True)
