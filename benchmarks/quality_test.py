@@ -8,6 +8,7 @@ import pytest
 from benchmarks import ablation
 from benchmarks import datasets
 from benchmarks import quality
+from benchmarks import training
 from components import synthetic
 from trainer import model as model_lib
 
@@ -215,8 +216,6 @@ def test_an_unknown_data_set_is_refused():
     [("full", "dense", True), ("full", "catch_up", False), ("md_16x", "dense", False)],
 )
 def test_only_dense_adam_without_an_md_table_is_xla_compiled(preset, row_updates, compiled):
-    from benchmarks import training
-
     config = quality.model_config.preset(preset).replace(row_updates=row_updates)
     model = model_lib.build_model(config, USERS, MOVIES, 3.5)
     assert training.uses_xla(model, "auto") is compiled
