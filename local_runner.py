@@ -22,6 +22,8 @@ import os
 import shutil
 import sys
 
+import numpy as np
+
 from components import features
 from components import movielens
 from components import synthetic
@@ -121,7 +123,8 @@ def prepare_data(args) -> str:
         path = os.path.join(os.path.abspath(args.output_root), "data", "builtin", "ratings.csv")
         movielens.write_normalized_csv(ratings, path)
         args.data_bytes = os.path.getsize(path)
-        args.vocabulary_sizes = _vocabulary_sizes(ratings.num_users, ratings.num_movies)
+        ids = (ratings.user_ids, ratings.movie_ids)
+        _count_ratings(args, *(np.unique(side, return_counts=True)[1] for side in ids))
         return path
     if args.data:
         layout = movielens.check_ratings_file(args.data)
@@ -131,18 +134,19 @@ def prepare_data(args) -> str:
         layout = movielens.check_ratings_file(folder)
         print(f"Data: MovieLens {args.download} from {folder}")
     args.data_bytes = layout.size
-    args.vocabulary_sizes = None
+    args.vocabulary_sizes = args.rating_counts = None
     if getattr(args, "embedding_budget", None) is not None:
         # Counting the ids reads the whole file: only a budget, fitted to them, pays for it.
-        args.vocabulary_sizes = _vocabulary_sizes(*movielens.count_ids(layout))
+        _count_ratings(args, *movielens.rating_counts(layout))
     return layout.path
 
 
-def _vocabulary_sizes(num_users: int, num_movies: int) -> dict[str, int]:
-    # An upper bound on the vocabularies Transform will read (the train split's).
-    return {
-        "user_embedding": num_users + features.NUM_OOV_BUCKETS,
-        "movie_embedding": num_movies + features.NUM_OOV_BUCKETS,
+def _count_ratings(args, user_counts, movie_counts) -> None:
+    """Sets the vocabulary sizes and ratings per id the budget is fitted to: an
+    upper bound on those Transform will read (the train split's)."""
+    args.rating_counts = {"user_embedding": user_counts, "movie_embedding": movie_counts}
+    args.vocabulary_sizes = {
+        name: len(counts) + features.NUM_OOV_BUCKETS for name, counts in args.rating_counts.items()
     }
 
 
@@ -151,7 +155,11 @@ def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
     return configs.PipelineConfig(
         data_root=data_root,
         output_root=os.path.abspath(args.output_root),
-        model=cli.model_from_args(args, getattr(args, "vocabulary_sizes", None)),
+        model=cli.model_from_args(
+            args,
+            getattr(args, "vocabulary_sizes", None),
+            rating_counts=getattr(args, "rating_counts", None),
+        ),
         evaluation=cli.evaluation_from_args(args),
         compare_full_model=args.compare_full_model,
         # The user's flags last: Beam takes the last value of a repeated flag.
@@ -196,7 +204,7 @@ def run(args) -> int:
     """The run itself, with the output root held; bad input raises OSError/ValueError."""
     try:
         data_root = prepare_data(args)
-        budget = cli.budget_choice(args, args.vocabulary_sizes)
+        budget = cli.budget_choice(args, args.vocabulary_sizes, args.rating_counts)
         config = pipeline_config(args, data_root)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

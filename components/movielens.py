@@ -913,17 +913,25 @@ def check_ratings_file(path: os.PathLike | str) -> FileLayout:
     return layout
 
 
-def count_ids(layout: FileLayout) -> tuple[int, int]:
-    """Distinct users and movies in the whole file; reads and checks every row."""
+def rating_counts(layout: FileLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Ratings per distinct user and per distinct movie in the whole file (in
+    no particular order); reads and checks every row."""
     users, movies = [], []
     for edges in byte_ranges(layout):
         part = parse_range(layout, *read_range(layout, *edges))
-        # Large offsets: the distinct ids of a huge file may pass 2 GB.
-        users.append(pc.unique(part.user_ids).cast(pa.large_binary()))
-        movies.append(pc.unique(part.movie_ids).cast(pa.large_binary()))
+        users.append(pc.value_counts(part.user_ids))
+        movies.append(pc.value_counts(part.movie_ids))
     if not sum(len(part) for part in users):
         raise no_ratings_error(layout)
-    return tuple(len(pc.unique(pa.concat_arrays(ids))) for ids in (users, movies))
+    return tuple(_summed_counts(parts) for parts in (users, movies))
+
+
+def _summed_counts(parts: list[pa.StructArray]) -> np.ndarray:
+    # Large offsets: the distinct ids of a huge file may pass 2 GB.
+    ids = pa.concat_arrays([part.field("values").cast(pa.large_binary()) for part in parts])
+    counts = pa.concat_arrays([part.field("counts") for part in parts])
+    summed = pa.table({"id": ids, "n": counts}).group_by("id").aggregate([("n", "sum")])
+    return summed.column("n_sum").to_numpy()
 
 
 def read_ratings(

@@ -435,11 +435,11 @@ def test_the_runner_checks_the_header_and_first_lines_only(tmp_path, monkeypatch
         movielens.check_ratings_file(write(tmp_path / "empty" / "ratings.csv", GL + "\n"))
 
 
-def test_count_ids_counts_distinct_ids_over_every_range(tmp_path, monkeypatch):
+def test_rating_counts_sum_each_id_over_every_range(tmp_path, monkeypatch):
     monkeypatch.setattr(movielens, "RANGE_BYTES", 16)
     path = write(tmp_path / "u.data", "".join(f"{i % 7}\t{i % 3}\t3\t0\n" for i in range(50)))
-    layout = movielens.ratings_layout(path)
-    assert movielens.count_ids(layout) == (7, 3)
+    users, movies = movielens.rating_counts(movielens.ratings_layout(path))
+    assert sorted(users) == [7, 7, 7, 7, 7, 7, 8] and sorted(movies) == [16, 17, 17]
 
 
 # --- writing -------------------------------------------------------------------

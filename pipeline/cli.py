@@ -8,6 +8,7 @@ unchanged.
 import argparse
 import dataclasses
 import json
+from collections.abc import Sequence
 
 from pipeline import configs
 from trainer import model_config
@@ -143,11 +144,13 @@ def add_beam_arguments(parser, examples: list[str], defaults: str) -> None:
 
 
 def budget_choice(
-    args: argparse.Namespace, vocabulary_sizes: dict[str, int] | None = None
+    args: argparse.Namespace,
+    vocabulary_sizes: dict[str, int] | None = None,
+    rating_counts: dict[str, Sequence[int]] | None = None,
 ) -> budget_lib.Choice | None:
     """What ``--embedding-budget`` picks for tables of ``vocabulary_sizes`` ids
-    (``{"user_embedding": n, "movie_embedding": n}``; None: sizes unknown), or
-    None without the flag.
+    (``{"user_embedding": n, "movie_embedding": n}``; None: sizes unknown)
+    whose ids have ``rating_counts`` ratings (same keys), or None without the flag.
 
     Raises:
       ValueError: one line, e.g. a size without vocabulary sizes.
@@ -160,7 +163,7 @@ def budget_choice(
                 f"--embedding-budget picks every table: drop --{flag.replace('_', '-')}"
             )
     try:
-        return budget_lib.choose(args.embedding_budget, vocabulary_sizes)
+        return budget_lib.choose(args.embedding_budget, vocabulary_sizes, rating_counts)
     except budget_lib.BudgetError as error:
         raise ValueError(f"--embedding-budget: {error}") from None
 
@@ -169,6 +172,7 @@ def model_from_args(
     args: argparse.Namespace,
     vocabulary_sizes: dict[str, int] | None = None,
     apply_budget: bool = True,
+    rating_counts: dict[str, Sequence[int]] | None = None,
 ) -> model_config.ModelConfig:
     """The preset with the flags' overrides, every setting checked;
     ``--embedding-budget``'s tables (``budget_choice``) unless ``apply_budget``
@@ -191,7 +195,7 @@ def model_from_args(
         if getattr(args, field):
             overrides[field] = getattr(args, field)
             flag_of[field] = "--" + field.replace("_", "-")
-    choice = budget_choice(args, vocabulary_sizes) if apply_budget else None
+    choice = budget_choice(args, vocabulary_sizes, rating_counts) if apply_budget else None
     for field, value in (choice.settings if choice else {}).items():
         overrides[field], flag_of[field] = value, "--embedding-budget"
     for field, value in (args.model_settings or {}).items():

@@ -23,7 +23,10 @@ import dataclasses
 import math
 import re
 from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from trainer.embeddings.memory import BYTES_PER_PARAM
 from trainer.embeddings.qr import integer_root_ceil
@@ -36,6 +39,13 @@ FULL_BIASES_UP_TO = REFERENCE_DIM + 1
 # on ML-100K at 64x three quarters lost far less than a quarter
 # (benchmarks/results/bias_compression.md).
 BIAS_SHARE = 0.75
+# Own biases for the most rated ids (``bias_spec``'s "head") only where ids are
+# rated unequally: the coefficient of variation of ratings per id is at least
+# this. Where every id has about as many ratings, the most rated are no more
+# worth a row than the rest, and QR add over all ids did better
+# (benchmarks/results/extreme.md, synthetic-wide-dense's users: 0.13; every
+# other side of every data set: 0.77 or more).
+HEAD_MIN_SPREAD = 0.5
 
 
 def training_changes(biases: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
@@ -157,8 +167,15 @@ def _head_qr_bias(n: int, vocab_size: int, allowed: int) -> dict[str, Any] | Non
     return None
 
 
+def rating_spread(counts) -> float:
+    """The coefficient of variation (std / mean) of ratings per id; 0 without ratings."""
+    counts = np.asarray(counts, dtype=np.float64)
+    mean = counts.mean() if counts.size else 0.0
+    return float(counts.std() / mean) if mean > 0 else 0.0
+
+
 def bias_spec(
-    n: int, allowed: int, technique: str = "qr", vocab_size: int | None = None
+    n: int, allowed: int, technique: str = "qr", vocab: Vocabulary | None = None
 ) -> dict[str, Any] | None:
     """A one-wide table for the biases of ``n`` ids within ``allowed`` parameters.
 
@@ -166,15 +183,18 @@ def bias_spec(
     with the largest m that fits: ids are frequency ranks, so the m most
     rated ids keep a row of their own and the quotient rows are bands of
     neighbouring ranks, which share a popularity; it lost less than hashing
-    (benchmarks/results/bias_compression.md). Too few parameters for two QR
-    tables: hashed into what there is; none: None.
+    (benchmarks/results/bias_compression.md). ``technique`` "head" gives the
+    most rated ids of ``vocab`` their own biases and QR add the rest, where
+    its ratings per id spread (``HEAD_MIN_SPREAD``). Too few parameters for
+    two QR tables: hashed into what there is; none: None.
     """
     if allowed >= n:
         return {"type": "full"}
-    if technique == "head" and vocab_size:
-        spec = _head_qr_bias(n, vocab_size, allowed)
-        if spec is not None:
-            return spec
+    if technique == "head" and vocab is not None and vocab.size:
+        if rating_spread(vocab.counts) >= HEAD_MIN_SPREAD:
+            spec = _head_qr_bias(n, vocab.size, allowed)
+            if spec is not None:
+                return spec
     # Ratios rather than counts, so a spec sized here follows the vocabulary
     # the Trainer reads; the half keeps the float ratio from rounding a row off.
     ratio = n / (allowed + 0.5)
@@ -268,9 +288,7 @@ def fit(
         for name in sizes:
             vocab = vocabularies[name]
             bias = (
-                bias_spec(vocab.input_dim, allowed[name], bias_technique, vocab.size)
-                if biases
-                else None
+                bias_spec(vocab.input_dim, allowed[name], bias_technique, vocab) if biases else None
             )
             out[name] = bias
             if bias is None:
@@ -350,14 +368,15 @@ RULE: tuple[tuple[float, str, dict[str, Any], str], ...] = (
         math.inf,
         "qr",
         {"type": "qr", "operation": "add", "num_partitions": 2, "compression": 2},
-        "past 64x the biases are compressed and take most of the budget: the most rated "
-        "ids keep their own, a QR add table holds the rest; of the tables beside them QR "
-        "add did best, where it fits; trained without the per-id prior",
+        "past 64x the biases are compressed and take most of the budget: where ids are "
+        "rated unequally the most rated keep their own, a QR add table holds the rest; "
+        "of the tables beside them QR add did best, where it fits; trained without "
+        "the per-id prior",
     ),
 )
-# How the rule compresses biases (``bias_spec``) on vocabularies it knows; on
-# nominal ones (a ratio on the Kubeflow runner) QR add, whose ratio holds on a
-# vocabulary of any size, where the head's QR tail could not shrink far enough.
+# How the rule compresses biases (``bias_spec``) where it knows the ratings per
+# id; without them (a ratio on the Kubeflow runner) QR add, whose ratio holds on
+# a vocabulary of any size, where the head's QR tail could not shrink far enough.
 RULE_BIASES = "head"
 # Where the rule's technique cannot fit (a small vocabulary), these are tried
 # in turn: QR concat in 3 partitions has smaller tables than QR in 2; beside the
@@ -389,29 +408,42 @@ class Choice:
     def lines(self) -> list[str]:
         where = "these vocabularies" if self.sizes_known else "vocabularies read later"
         dim = self.settings["embedding_dim"]
-        biases = _described_biases(self.settings.get("user_bias", {"type": "none"}))
         return [
             f"Embedding budget {self.budget}: {self.technique} tables of width {dim}, "
-            f"{biases} ({self.params:,} of {self.limit:,} id-indexed parameters "
-            f"on {where})",
+            f"{_described_biases(self.settings)} ({self.params:,} of {self.limit:,} "
+            f"id-indexed parameters on {where})",
             f"  why: {self.why}",
         ]
 
 
-def _vocabularies(sizes: Mapping[str, int]) -> dict[str, Vocabulary]:
-    # Only the sizes matter here: the specs are ratios, and MD cuts its blocks
-    # on the real counts in the Trainer.
-    return {name: Vocabulary.of([1] * (int(n) - 1), 1) for name, n in sizes.items()}
+def _vocabularies(
+    sizes: Mapping[str, int], counts: Mapping[str, Sequence[int]] | None
+) -> dict[str, Vocabulary]:
+    """Vocabularies of ``sizes`` rows: the ids' rating ``counts``, most rated
+    first, where known (the head biases need them), else one rating each."""
+    out = {}
+    for name, n in sizes.items():
+        if counts is None:
+            out[name] = Vocabulary.of(np.ones(int(n) - 1), 1)
+        else:
+            rated = np.sort(np.asarray(counts[name], dtype=np.float64))[::-1]
+            out[name] = Vocabulary.of(rated, int(n) - len(rated))
+    return out
 
 
-def _described_biases(spec: Mapping[str, Any]) -> str:
-    if spec["type"] == "none":
+def _described_biases(settings: Mapping[str, Any]) -> str:
+    if not settings.get("use_biases", True) or "user_bias" not in settings:
         return "no biases"
-    if spec["type"] == "md":
-        return "own biases for the most rated ids and QR add for the rest"
-    if spec["type"] == "qr":
-        return f"QR {spec['operation']} biases"
-    return f"{spec['type']} biases"
+
+    def kind(spec):
+        if spec["type"] == "md":
+            return "own biases for the most rated ids and QR add for the rest"
+        if spec["type"] == "qr":
+            return f"QR {spec['operation']} biases"
+        return f"{spec['type']} biases"
+
+    users, movies = kind(settings["user_bias"]), kind(settings["movie_bias"])
+    return users if users == movies else f"users {users}, movies {movies}"
 
 
 def _described(spec: Mapping[str, Any]) -> str:
@@ -420,10 +452,15 @@ def _described(spec: Mapping[str, Any]) -> str:
     return str(spec["type"])
 
 
-def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
+def choose(
+    budget: Budget,
+    sizes: Mapping[str, int] | None = None,
+    counts: Mapping[str, Sequence[int]] | None = None,
+) -> Choice:
     """The technique and knobs ``RULE`` picks for ``budget``, fitted to tables of
     ``sizes`` ids (``{"user_embedding": n, "movie_embedding": n}``, OOV rows
     included), or to ``NOMINAL_SIZES`` for a ratio when they are unknown.
+    ``counts`` (the same keys: ratings per id) lets the biases follow them.
 
     Raises:
       BudgetError: a size without ``sizes``, or a budget nothing fits.
@@ -434,6 +471,7 @@ def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
             "read; give a ratio such as 64x"
         )
     known = sizes is not None
+    counts = counts if known else None
     sizes = dict(sizes if known else NOMINAL_SIZES)
     limit = budget.params(sizes)
     ratio = budget.ratio_for(sizes)
@@ -452,10 +490,11 @@ def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
         if fallback != spec
     ]
     fitted = None
-    biases = RULE_BIASES if known else "qr"
+    biases = RULE_BIASES if counts is not None else "qr"
+    vocabularies = _vocabularies(sizes, counts)
     while candidates and fitted is None:
         technique, spec, why = candidates.pop(0)
-        fitted = fit(spec, _vocabularies(sizes), limit, RULE_WIDTH, bias_technique=biases)
+        fitted = fit(spec, vocabularies, limit, RULE_WIDTH, bias_technique=biases)
     if fitted is None:
         raise BudgetError(f"nothing fits {budget} ({limit:,} parameters) on these tables")
     settings = {
@@ -468,8 +507,21 @@ def choose(budget: Budget, sizes: Mapping[str, int] | None = None) -> Choice:
         settings["user_bias"] = fitted.biases["user_embedding"]
         settings["movie_bias"] = fitted.biases["movie_embedding"]
         settings.update(training_changes(fitted.biases))
-    if not known and any(b and b["type"] == "qr" for b in fitted.biases.values()):
-        why += "; with the vocabularies unknown, QR add biases, whose ratio holds on any"
+    if counts is None and any(b and b["type"] == "qr" for b in fitted.biases.values()):
+        why += "; without the ratings per id, QR add biases, whose ratio holds on any vocabulary"
+    even = [
+        name.split("_")[0] + "s"
+        for name, bias in fitted.biases.items()
+        if biases == "head"
+        and bias
+        and bias["type"] == "qr"
+        and rating_spread(vocabularies[name].counts) < HEAD_MIN_SPREAD
+    ]
+    if even:
+        why += (
+            f"; the {' and '.join(even)} are rated about equally (spread under "
+            f"{HEAD_MIN_SPREAD}): QR add biases over all of them"
+        )
     return Choice(budget, technique, settings, limit, fitted.total, known, f"{ratio:,.4g}x: {why}")
 
 

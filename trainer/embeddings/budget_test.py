@@ -61,15 +61,25 @@ def test_biases_are_full_when_they_fit_then_qr_then_hashed():
     hashed = budget.bias_spec(1000, 50)
     assert hashed["type"] == "hash" and rows(hashed).params == 50
     assert budget.bias_spec(1000, 0) is None
-    head = budget.bias_spec(1001, 200, "head", vocab_size=1000)
-    rows = build_tables({"b": head}, {"b": Vocabulary.of([1] * 1000, 1)}, 1)["b"]
+    skewed = Vocabulary.of([int(9000 / (i + 1)) + 1 for i in range(1000)], 1)
+    head = budget.bias_spec(1001, 200, "head", skewed)
+    rows = build_tables({"b": head}, {"b": skewed}, 1)["b"]
     assert head["type"] == "md" and rows.params <= 200
+
+
+def test_head_biases_only_where_ids_are_rated_unequally():
+    even = Vocabulary.of([10] * 990 + [9] * 10, 1)
+    assert budget.rating_spread(even.counts) < budget.HEAD_MIN_SPREAD
+    assert budget.bias_spec(1001, 200, "head", even) == budget.bias_spec(1001, 200)
+    assert budget.bias_spec(1001, 200, "head") == budget.bias_spec(1001, 200)
+    assert budget.rating_spread([]) == 0.0
 
 
 @pytest.mark.parametrize("n, allowed", [(30_001, 11_425), (1_001, 200), (1_001, 120)])
 def test_head_biases_fitted_to_a_larger_vocabulary_keep_its_ratio(n, allowed):
     # The local runner fits to every id in the file; Transform reads the train split's.
-    spec = budget.bias_spec(n, allowed, "head", vocab_size=n - 1)
+    zipf = Vocabulary.of([int(9000 / (i + 1)) + 1 for i in range(n - 1)], 1)
+    spec = budget.bias_spec(n, allowed, "head", zipf)
     for share in (1.0, 0.9, 0.65):
         size = int(n * share)
         table = build_tables({"b": spec}, {"b": Vocabulary.of([1] * (size - 1), 1)}, 1)["b"]
@@ -146,11 +156,27 @@ def test_choose_tries_qr_concat_in_3_partitions_before_hashing():
     assert "QR add in 2 partitions does not fit" in choice.why
 
 
-def test_choose_gives_the_most_rated_ids_own_biases_where_it_knows_the_vocabularies():
-    known = budget.choose(budget.Budget.parse("128x"), IDS)
+COUNTS = {name: vocab.counts[::-1] for name, vocab in VOCABS.items()}  # in any order
+
+
+def test_choose_gives_the_most_rated_ids_own_biases_where_it_knows_their_ratings():
+    known = budget.choose(budget.Budget.parse("128x"), IDS, COUNTS)
     assert known.settings["user_bias"]["type"] == "md"
     assert "own biases for the most rated ids" in known.lines()[0]
     # A ratio without the sizes (the Kubeflow runner): QR add biases, whose ratio holds on any.
-    unknown = budget.choose(budget.Budget.parse("128x"))
-    assert unknown.settings["user_bias"]["type"] == "qr"
-    assert "QR add biases" in unknown.lines()[0] and "vocabularies unknown" in unknown.why
+    for unknown in (
+        budget.choose(budget.Budget.parse("128x")),
+        budget.choose(budget.Budget.parse("128x"), IDS),
+    ):
+        assert unknown.settings["user_bias"]["type"] == "qr"
+        assert "QR add biases" in unknown.lines()[0] and "without the ratings per id" in unknown.why
+
+
+def test_choose_gives_ids_rated_about_equally_qr_add_biases():
+    even = {**COUNTS, "user_embedding": [10] * (IDS["user_embedding"] - 1)}
+    choice = budget.choose(budget.Budget.parse("128x"), IDS, even)
+    assert choice.settings["user_bias"]["type"] == "qr"
+    assert choice.settings["movie_bias"]["type"] == "md"
+    assert "users QR add biases, movies own biases" in choice.lines()[0]
+    assert "the users are rated about equally" in choice.why
+    assert choice.params <= choice.limit
