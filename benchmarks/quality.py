@@ -279,8 +279,9 @@ EXTREME_TECHNIQUES: dict[str, tuple[str, dict]] = {
 # Rows whose compressed biases follow their own technique instead of QR "add"
 # (``budget.bias_spec``): the hashing trick on every id-indexed table, the QR
 # paper's baseline; and QR tables beside QR+MD biases, the most rated ids'
-# own biases and a QR "add" tail. Where full biases fit, these rows would
-# repeat their tables' rows, so they are left out there.
+# own biases and a QR "add" tail (QR "add" alone on a side whose ids are
+# rated about equally: ``budget.HEAD_MIN_SPREAD``). Where full biases fit,
+# these rows would repeat their tables' rows, so they are left out there.
 EXTREME_WITH_BIASES: dict[str, tuple[str, str]] = {
     "hash_all": ("hash", "hash"),
     "md_qr_head": ("md_qr", "head"),
@@ -311,13 +312,13 @@ def extreme_entries(data: datasets.PreparedData, budgets=EXTREME_BUDGETS) -> lis
     labels.update(EXTREME_WITH_BIASES)
     for budget in budgets:
         for label, (tables, biases) in labels.items():
+            if label in EXTREME_WITH_BIASES and budget < budget_lib.FULL_BIASES_UP_TO:
+                continue  # full biases fit: the row would repeat its tables' row
             technique, spec = EXTREME_TECHNIQUES[tables]
             name = f"{label}_{budget}x"
             model = at_budget(
                 compressed_training, budget, data.user_counts, data.movie_counts, spec, biases
             )
-            if label in EXTREME_WITH_BIASES and model and model.user_bias == {"type": "full"}:
-                continue
             model = model and model.replace(name=name)
             # QR and MD tables against hashed ones beside the same biases; rows
             # with their own biases against the hashing trick on everything.
