@@ -112,7 +112,8 @@ def hashing_table(payload: dict) -> list[str]:
             verdict = "**yes**" if margin > two_std else "no"
             more = qr["id_params"] / hashed["id_params"] - 1
             if more > 0:
-                verdict += f", with {100 * more:.2f}% more parameters"
+                shown = f"{100 * more:.2f}%" if more >= 5e-5 else "under 0.01%"
+                verdict += f", with {shown} more parameters"
             lines.append(
                 f"| {dataset} | {b}x | `{qr['config']}` {qr['val_rmse']:.4f} vs "
                 f"`{hashed['config']}` {hashed['val_rmse']:.4f} | {margin:+.4f} | {two_std:.4f} "
