@@ -45,7 +45,7 @@ def by_dataset(payload: dict) -> dict[str, dict[str, dict]]:
     return out
 
 
-def at_budget(rows: dict[str, dict], b: int) -> dict[str, dict]:
+def rows_at(rows: dict[str, dict], b: int) -> dict[str, dict]:
     """The rows of budget ``b``; at 64x biases only too (full biases fit there)."""
     out = {name: row for name, row in rows.items() if row.get("budget") == b}
     if out and b == 64 and "biases_only" in rows:
@@ -75,7 +75,7 @@ def kinds_table(payload: dict) -> list[str]:
             f"({gap:+.2f}%) | | | |"
         )
         for b in BUDGETS:
-            at = at_budget(rows, b)
+            at = rows_at(rows, b)
             if not at:
                 continue
             tables = [r for n, r in at.items() if r["technique"] in QR_FAMILY and HEAD not in n]
@@ -102,7 +102,7 @@ def hashing_table(payload: dict) -> list[str]:
     ]
     for dataset, rows in by_dataset(payload).items():
         for b in BUDGETS:
-            at = at_budget(rows, b)
+            at = rows_at(rows, b)
             hashed = at.get(f"hash_all_{b}x") or at.get(f"hash_{b}x")
             qr = best(r for r in at.values() if r["technique"] in QR_FAMILY)
             if hashed is None or qr is None:
@@ -154,7 +154,7 @@ def rule_table(payload: dict, rule=rule_settings) -> list[str]:
     for dataset, rows in by_dataset(payload).items():
         choose = None
         for b in BUDGETS:
-            at = at_budget(rows, b)
+            at = rows_at(rows, b)
             if not any(r.get("budget") == b for r in at.values()):
                 continue
             choose = choose or rule(dataset)
