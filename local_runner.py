@@ -150,16 +150,13 @@ def _count_ratings(args, user_counts, movie_counts) -> None:
     }
 
 
-def pipeline_config(args, data_root: str) -> configs.PipelineConfig:
+def pipeline_config(args, data_root: str, budget=None) -> configs.PipelineConfig:
+    """The run's settings; ``budget`` is ``--embedding-budget``'s choice, made on the data."""
     plan = beam_plan.plan(getattr(args, "data_bytes", None), args.beam_args)
     return configs.PipelineConfig(
         data_root=data_root,
         output_root=os.path.abspath(args.output_root),
-        model=cli.model_from_args(
-            args,
-            getattr(args, "vocabulary_sizes", None),
-            rating_counts=getattr(args, "rating_counts", None),
-        ),
+        model=cli.model_from_args(args, budget),
         evaluation=cli.evaluation_from_args(args),
         compare_full_model=args.compare_full_model,
         # The user's flags last: Beam takes the last value of a repeated flag.
@@ -205,7 +202,7 @@ def run(args) -> int:
     try:
         data_root = prepare_data(args)
         budget = cli.budget_choice(args, args.vocabulary_sizes, args.rating_counts)
-        config = pipeline_config(args, data_root)
+        config = pipeline_config(args, data_root, budget)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

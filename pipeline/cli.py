@@ -170,13 +170,13 @@ def budget_choice(
 
 def model_from_args(
     args: argparse.Namespace,
-    vocabulary_sizes: dict[str, int] | None = None,
+    choice: budget_lib.Choice | None = None,
     apply_budget: bool = True,
-    rating_counts: dict[str, Sequence[int]] | None = None,
 ) -> model_config.ModelConfig:
     """The preset with the flags' overrides, every setting checked;
-    ``--embedding-budget``'s tables (``budget_choice``) unless ``apply_budget``
-    is false (a check before the vocabulary sizes are known).
+    ``--embedding-budget``'s tables unless ``apply_budget`` is false (a check
+    before the vocabulary sizes are known): ``choice``, the ``budget_choice``
+    the runner made on its vocabularies, or without it one on none.
 
     Raises:
       ValueError: one line naming the flag, the setting and what it allows,
@@ -195,7 +195,10 @@ def model_from_args(
         if getattr(args, field):
             overrides[field] = getattr(args, field)
             flag_of[field] = "--" + field.replace("_", "-")
-    choice = budget_choice(args, vocabulary_sizes, rating_counts) if apply_budget else None
+    if not apply_budget:
+        choice = None
+    elif choice is None:
+        choice = budget_choice(args)
     for field, value in (choice.settings if choice else {}).items():
         overrides[field], flag_of[field] = value, "--embedding-budget"
     for field, value in (args.model_settings or {}).items():

@@ -141,7 +141,7 @@ def test_an_embedding_budget_picks_tables_that_keep_it(value):
 
     args = _args("--embedding-budget", value)
     choice = cli.budget_choice(args, SIZES)
-    model = cli.model_from_args(args, SIZES)
+    model = cli.model_from_args(args, choice)
     vocabs = {name: Vocabulary.of([1] * (n - 1), 1) for name, n in SIZES.items()}
     specs = {"user_embedding": model.user_embedding, "movie_embedding": model.movie_embedding}
     params = sum(t.params for t in build_tables(specs, vocabs, model.embedding_dim).values())
@@ -173,7 +173,7 @@ def test_an_embedding_budget_follows_the_rule_by_ratio():
 def test_an_embedding_budget_replaces_the_table_flags_and_a_size_needs_the_sizes():
     args = _args("--embedding-budget", "64x", "--user-embedding", '{"type": "full"}')
     with pytest.raises(ValueError, match="^--embedding-budget picks every table: drop --user"):
-        cli.model_from_args(args, SIZES)
+        cli.model_from_args(args)
     assert cli.model_from_args(args, apply_budget=False).user_embedding == {"type": "full"}
     with pytest.raises(ValueError, match="^--embedding-budget: a size .* give a ratio"):
         cli.model_from_args(_args("--embedding-budget", "20MB"))
